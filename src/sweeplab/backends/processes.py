@@ -1,0 +1,250 @@
+"""The processes backend: trials run in a pool of local worker processes.
+
+``concurrent.futures.ProcessPoolExecutor`` breaks as a whole when one worker dies and
+cannot stop one overrunning call, so this pool is our own: one fresh interpreter per
+slot (``process_worker``), each with a reader thread in the runner's process. A worker
+that dies fails only the trial it was running, with the cause (exit code or signal),
+and is replaced; a trial past its timeout that does not stop by itself is killed.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import cloudpickle
+
+from sweeplab.backends.base import Backend, WorkerCrashed
+from sweeplab.backends.process_worker import receive, send
+from sweeplab.execution import run_batch
+from sweeplab.trial import Outcome
+
+#: how long a trial past its timeout may take to stop by itself before it is killed
+TIMEOUT_GRACE_S = 2.0
+#: how long a worker has to exit after SIGTERM before SIGKILL
+STOP_GRACE_S = 2.0
+
+
+@dataclass
+class _Job:
+    id: int
+    payload: bytes
+    future: Future
+    #: per-trial timeouts of a batch, to spot a trial stuck past its own
+    timeout_s: float | None
+    outcomes: list[Outcome] = field(default_factory=list)
+    #: when the trial now running started (the previous one's outcome arrived)
+    trial_started: float = 0.0
+
+
+class _Worker:
+    def __init__(self, pool: ProcessPool) -> None:
+        self.pool = pool
+        to_child_r, self.to_child = os.pipe()
+        self.from_child, from_child_w = os.pipe()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sweeplab.backends.process_worker",
+                str(to_child_r),
+                str(from_child_w),
+            ],
+            pass_fds=(to_child_r, from_child_w),
+            start_new_session=False,
+        )
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self.job: _Job | None = None
+        self.killed_for_timeout = False
+        self.reader = threading.Thread(target=self._read, daemon=True, name="sweeplab-reader")
+        self.reader.start()
+
+    def run(self, job: _Job) -> None:
+        self.job = job
+        job.trial_started = time.monotonic()
+        try:
+            send(self.to_child, ("call", job.id, job.payload))
+        except OSError:
+            pass  # the child is gone; the reader reports it
+
+    def _read(self) -> None:
+        while True:
+            ready, _, _ = select.select([self.from_child], [], [], 0.2)
+            if not ready:
+                self._check_timeout()
+                continue
+            try:
+                message = receive(self.from_child)
+            except (EOFError, OSError):
+                self.pool._worker_died(self, self._death_cause())
+                return
+            kind, job_id, value = message
+            job = self.job
+            if job is None or job.id != job_id:
+                continue
+            if kind == "outcome":
+                job.outcomes.append(value)
+                job.trial_started = time.monotonic()
+            else:
+                self.job = None
+                self.pool._job_finished(self, job, kind, value)
+
+    def _check_timeout(self) -> None:
+        job = self.job
+        if job is None or job.timeout_s is None or self.killed_for_timeout:
+            return
+        if time.monotonic() - job.trial_started > job.timeout_s + TIMEOUT_GRACE_S:
+            self.killed_for_timeout = True
+            self.process.kill()
+
+    def _death_cause(self) -> str:
+        code = self.process.wait()
+        if self.killed_for_timeout:
+            return "timeout: the trial did not stop at its timeout and its process was killed"
+        if code < 0:
+            name = signal.Signals(-code).name
+            hint = {
+                "SIGKILL": " (out of memory, or killed by someone)",
+                "SIGSEGV": " (segmentation fault)",
+                "SIGABRT": " (aborted)",
+                "SIGBUS": " (bus error)",
+            }.get(name, "")
+            return f"crash: the process running the trial was killed by {name}{hint}"
+        return f"crash: the process running the trial exited with code {code}"
+
+    def stop(self, force: bool) -> None:
+        if force:
+            self.process.terminate()
+        else:
+            try:
+                send(self.to_child, ("stop",))
+            except OSError:
+                pass
+
+    def close_pipes(self) -> None:
+        for fd in (self.to_child, self.from_child):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class ProcessPool(Executor):
+    """An executor over ``workers`` local worker processes, started on first use."""
+
+    def __init__(self, workers: int) -> None:
+        self._size = workers
+        self._lock = threading.Lock()
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._idle: list[_Worker] = []
+        self._workers: list[_Worker] = []
+        self._next_id = 0
+        self._shutdown = False
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        batch = args[0] if fn is run_batch and args else None
+        job = _Job(
+            id=self._take_id(),
+            payload=cloudpickle.dumps((fn, args, kwargs)),
+            future=future,
+            timeout_s=getattr(batch, "timeout_s", None),
+        )
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot submit to a pool that was shut down")
+            self._queue.append(job)
+            self._dispatch()
+        return future
+
+    def _take_id(self) -> int:
+        with self._lock:
+            self._next_id += 1
+            return self._next_id
+
+    def _dispatch(self) -> None:
+        """Give queued jobs to idle workers, starting workers up to the pool size (lock held)."""
+        while self._queue:
+            if not self._idle:
+                if len(self._workers) >= self._size:
+                    return
+                worker = _Worker(self)
+                self._workers.append(worker)
+            else:
+                worker = self._idle.pop()
+            worker.run(self._queue.popleft())
+
+    def _job_finished(self, worker: _Worker, job: _Job, kind: str, value: Any) -> None:
+        if kind == "result":
+            job.future.set_result(job.outcomes if value is None else value)
+        else:
+            job.future.set_exception(value)
+        with self._lock:
+            self._idle.append(worker)
+            if not self._shutdown:
+                self._dispatch()
+
+    def _worker_died(self, worker: _Worker, cause: str) -> None:
+        job = worker.job
+        worker.job = None
+        worker.close_pipes()
+        with self._lock:
+            if worker in self._workers:
+                self._workers.remove(worker)
+            if worker in self._idle:
+                self._idle.remove(worker)
+            if not self._shutdown:
+                self._dispatch()  # replaces the dead worker if work is waiting
+        if job is not None and not job.future.done():
+            blamed = None if self._shutdown else len(job.outcomes)
+            job.future.set_exception(
+                WorkerCrashed(
+                    "interrupted" if self._shutdown else cause,
+                    job.outcomes,
+                    blamed,
+                    timed_out=worker.killed_for_timeout,
+                )
+            )
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._shutdown = True
+            queued, self._queue = list(self._queue), collections.deque()
+            workers = list(self._workers)
+        for job in queued:
+            job.future.set_exception(WorkerCrashed("interrupted"))
+        for worker in workers:
+            worker.stop(force=cancel_futures)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for worker in workers:
+            try:
+                worker.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait()
+        if wait:
+            for worker in workers:
+                worker.reader.join(timeout=STOP_GRACE_S)
+
+
+class ProcessesBackend(Backend):
+    name = "processes"
+    isolates_crashes = True
+    kills_on_timeout = True
+
+    def start(self) -> Executor:
+        self._pool = ProcessPool(self.slots)
+        return self._pool
+
+    def stop(self, *, cancel: bool) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=cancel)

@@ -1,0 +1,267 @@
+"""``Experiment``: a function, a name and a store; the user's entry point.
+
+exp = sl.Experiment(simulate, store="sqlite:///runs.db")
+exp.add(sl.grid(n=[10, 20], algo=["ga", "sa"]), repeat=5)
+exp.run(backend="processes", workers=2)
+exp.results()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sweeplab.backends import Backend, make_backend
+from sweeplab.errors import SpaceError, TargetError, UsageError
+from sweeplab.runner import Progress, Runner, RunReport
+from sweeplab.space import Space, as_space, canonical_point, trial_seed
+from sweeplab.store import BaseStore, open_store
+from sweeplab.store.base import ExperimentRecord, NewTrial
+from sweeplab.target import FunctionRef, Signature
+from sweeplab.trial import Trial, TrialRecord, TrialStatus, TrialTask
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run; finished trials are recorded, the rest are pending again."""
+
+    def __init__(self, report: RunReport) -> None:
+        super().__init__()
+        self.report = report
+
+
+class Experiment:
+    """A function run over a parameter space, with every trial kept in a store.
+
+    ``store`` is a URL (default: ``SWEEPLAB_STORE``, else ``sqlite:///sweeplab.db``) or
+    an open store; ``name`` defaults to the function's name.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        name: str | None = None,
+        store: str | BaseStore | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise TargetError(f"Experiment needs a function, not a {type(fn).__name__}")
+        self.fn: Callable[..., Any] | None = fn
+        self.name = name or getattr(fn, "__name__", None) or "experiment"
+        self._store_arg = store
+        self._store: BaseStore | None = None
+        self._record: ExperimentRecord | None = None
+        self._signature = Signature.of(fn)
+
+    @classmethod
+    def open(cls, name: str, store: str | BaseStore | None = None) -> Experiment:
+        """An experiment already in the store; its function is found from its record."""
+        exp = cls.__new__(cls)
+        exp.fn = None
+        exp.name = name
+        exp._store_arg = store
+        exp._store = open_store(store, create=False)
+        exp._record = exp._store.experiment(name)
+        exp._signature = None  # type: ignore[assignment]
+        return exp
+
+    @property
+    def __sweeplab_function__(self) -> Callable[..., Any] | None:
+        return self.fn
+
+    # -- plumbing ------------------------------------------------------------------
+    @property
+    def store(self) -> BaseStore:
+        if self._store is None:
+            self._store = open_store(self._store_arg)
+        return self._store
+
+    def _experiment(self) -> ExperimentRecord:
+        if self._record is None:
+            assert self.fn is not None
+            ref = FunctionRef.of(self.fn)
+            self._record = self.store.ensure_experiment(self.name, ref.target, ref.pickled)
+        return self._record
+
+    def _function(self) -> FunctionRef:
+        if self.fn is not None:
+            return FunctionRef.of(self.fn)
+        record = self._experiment()
+        return FunctionRef(record.target, record.function_pickle)
+
+    def _function_signature(self) -> Signature:
+        if self._signature is None:
+            self._signature = Signature.of(self._function().load())
+        return self._signature
+
+    # -- the user's verbs ----------------------------------------------------------
+    def add(
+        self, space: Space | Mapping[str, Any] | Iterable[Mapping[str, Any]], repeat: int = 1
+    ) -> int:
+        """Add a trial for every point and repetition not in the store yet; return how many.
+
+        Adding the same space again adds nothing; a larger ``repeat`` adds the missing
+        repetitions. Bad points are refused before anything is written.
+        """
+        space = as_space(space)
+        if not isinstance(repeat, int) or repeat < 1:
+            raise SpaceError(f"repeat={repeat!r}: give a whole number of repetitions, 1 or more")
+        signature = self._function_signature()
+        signature.check_names(space.names)
+        for point in space.witnesses():
+            signature.check_point(point)
+            canonical_point(point)
+        record = self._experiment()
+        name = self.name
+
+        def trials() -> Iterable[NewTrial]:
+            for point in space:
+                signature.check_point(point)
+                text, key = canonical_point(point)
+                for rep in range(repeat):
+                    yield NewTrial(key, text, rep, trial_seed(name, key, rep))
+
+        return self.store.add_trials(record.id, trials())
+
+    def run(
+        self,
+        backend: str | Backend = "serial",
+        workers: int | None = None,
+        *,
+        timeout: float | None = None,
+        retries: int = 0,
+        max_trials: int | None = None,
+        lease: float = 60.0,
+        progress: bool | Callable[[Progress], None] = False,
+    ) -> RunReport:
+        """Run the pending trials; return what happened.
+
+        ``workers``: parallel slots (-1 every core, -2 all but one). ``timeout``: seconds
+        a trial may run before it is stopped and failed. ``retries``: extra attempts for a
+        trial that fails. ``max_trials``: stop after starting this many. ``lease``: seconds
+        after which the trials of a runner that stopped heartbeating are free again.
+        Ctrl-C records what finished, hands back the rest and raises ``RunInterrupted``.
+        """
+        if timeout is not None and not timeout > 0:
+            raise UsageError(f"timeout={timeout!r}: give a positive number of seconds")
+        if max_trials is not None and max_trials < 1:
+            raise UsageError(f"max_trials={max_trials!r}: give 1 or more")
+        if retries < 0:
+            raise UsageError(f"retries={retries!r}: give 0 or more")
+        backend_obj = make_backend(backend, workers)
+        if progress is True:
+            from sweeplab.cli.progress import ProgressDisplay
+
+            display = ProgressDisplay()
+            on_progress: Callable[[Progress], None] | None = display.update
+        else:
+            display = None
+            on_progress = progress or None
+        runner = Runner(
+            self.store,
+            self._experiment(),
+            self._function(),
+            backend_obj,
+            timeout_s=timeout,
+            retries=retries,
+            max_trials=max_trials,
+            lease_s=lease,
+            on_progress=on_progress,
+        )
+        try:
+            report = runner.run()
+        finally:
+            if display is not None:
+                display.close()
+        if report.interrupted:
+            raise RunInterrupted(report)
+        return report
+
+    def status(self) -> dict[str, int]:
+        """How many trials are in each status."""
+        return {str(s): n for s, n in self.store.counts(self._experiment().id).items()}
+
+    def reset(self, status: str | Sequence[str] = "failed") -> int:
+        """Send trials back to pending: ``failed`` (default), ``running`` (stuck) or ``all``."""
+        statuses = _statuses(status)
+        return self.store.reset(self._experiment().id, statuses)
+
+    def trials(self, status: str | Sequence[str] | None = None) -> list[TrialRecord]:
+        """The trials as frozen records, in the order they were added."""
+        statuses = None if status is None else _statuses(status)
+        return self.store.trials(self._experiment().id, statuses)
+
+    def trial(self, trial_id: int) -> TrialRecord:
+        record = self.store.trial(self._experiment().id, trial_id)
+        if record is None:
+            raise UsageError(
+                f"experiment {self.name!r} has no trial {trial_id}: "
+                "`sweeplab results NAME` lists its trial ids"
+            )
+        return record
+
+    def artifacts(self, trial_id: int) -> dict[str, bytes]:
+        """The files a trial saved with ``trial.save_artifact``, by name."""
+        return self.store.artifacts(self.trial(trial_id).id)
+
+    def results(self, status: str | Sequence[str] | None = None) -> pd.DataFrame:
+        """One row per trial: id, params, repetition, seed, status, result fields, timing, error."""
+        from sweeplab.results import results_frame
+
+        return results_frame(self.trials(status))
+
+    def summary(self, by: str | Sequence[str] | None = None) -> pd.DataFrame:
+        """count, mean, std, min, max of every numeric result over the repetitions of each point."""
+        from sweeplab.results import summary_frame
+
+        return summary_frame(self.trials(), by)
+
+    def metrics(self) -> pd.DataFrame:
+        """Everything trials logged with ``trial.log``, one row per value (long form)."""
+        from sweeplab.results import metrics_frame
+
+        return metrics_frame(self.store.metrics(self._experiment().id), self.trials())
+
+    def __call__(self, **params: Any) -> Any:
+        """Call the function directly on one point, outside any store (for quick checks)."""
+        fn = self.fn or self._function().load()
+        if self._function_signature().wants_trial:
+            text, key = canonical_point(params)
+            task = TrialTask(0, params, 0, trial_seed(self.name, key, 0), 1)
+            return fn(**params, trial=Trial(task))
+        return fn(**params)
+
+    def __repr__(self) -> str:
+        where = self._store.display_url if self._store else (self._store_arg or "default store")
+        return f"<Experiment {self.name!r} in {where}>"
+
+
+def experiment(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    store: str | BaseStore | None = None,
+) -> Any:
+    """Decorator form of ``Experiment``: ``@sl.experiment`` or ``@sl.experiment(store=...)``."""
+    if fn is not None:
+        return Experiment(fn, name=name, store=store)
+
+    def wrap(f: Callable[..., Any]) -> Experiment:
+        return Experiment(f, name=name, store=store)
+
+    return wrap
+
+
+def _statuses(status: str | Sequence[str]) -> list[TrialStatus]:
+    names = [status] if isinstance(status, str) else list(status)
+    if "all" in names:
+        return list(TrialStatus)
+    if "stuck" in names:
+        names = [n for n in names if n != "stuck"] + ["running"]
+    try:
+        return [TrialStatus(n) for n in names]
+    except ValueError:
+        raise UsageError(
+            f"unknown status in {names!r}: use pending, running (or stuck), done, failed or all"
+        ) from None

@@ -1,0 +1,400 @@
+"""The runner: claim -> dispatch -> record, until no pending trial is left.
+
+It claims batches of pending trials under one lease, submits ``run_batch`` for each to
+the backend's executor, records outcomes in batched transactions, keeps the lease alive
+from a heartbeat thread, and on Ctrl-C records what finished and hands back the rest.
+
+Batches adapt to the trials: the first holds one trial, later ones aim at
+``BATCH_TARGET_S`` of work each, so no-op trials go a thousand to a claim while hour-long
+ones go one by one. Outcomes are committed at least every ``FLUSH_INTERVAL_S``, and at
+once after a trial that took longer than that, so a crash loses at most that much work.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from sweeplab.backends.base import Backend, WorkerCrashed
+from sweeplab.errors import BackendError
+from sweeplab.execution import Batch, BatchInterrupted, register_sink, run_batch
+from sweeplab.store.base import BaseStore, ExperimentRecord, Lease
+from sweeplab.target import FunctionRef
+from sweeplab.trial import ErrorKind, Outcome, TrialStatus, TrialTask
+
+BATCH_TARGET_S = 0.05
+MAX_BATCH = 1000
+FLUSH_INTERVAL_S = 0.05
+PROGRESS_INTERVAL_S = 0.25
+CANCEL_GRACE_S = 3.0
+
+
+@dataclass
+class Progress:
+    """A snapshot of a run for progress displays."""
+
+    experiment: str
+    total: int
+    done: int
+    failed: int
+    running: int
+    pending: int
+    elapsed_s: float
+    #: trials finished per second in this run
+    rate: float
+
+    @property
+    def eta_s(self) -> float | None:
+        return self.pending / self.rate if self.rate > 0 else None
+
+
+@dataclass
+class RunReport:
+    """What one ``run`` did."""
+
+    experiment: str
+    backend: str
+    #: trials that finished in this run, by how they ended
+    done: int = 0
+    failed: int = 0
+    #: failed attempts that were sent back for a retry
+    retried: int = 0
+    interrupted: bool = False
+    duration_s: float = 0.0
+    #: the experiment's trials by status after the run
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Every trial of the experiment is done."""
+        return not self.interrupted and all(
+            n == 0 for status, n in self.counts.items() if status != str(TrialStatus.DONE)
+        )
+
+
+class _BatchSizer:
+    """Aims each batch at BATCH_TARGET_S of work from the mean trial duration seen so far."""
+
+    def __init__(self) -> None:
+        self.size = 1
+        self._mean_s: float | None = None
+
+    def observe(self, outcomes: list[Outcome]) -> None:
+        if not outcomes:
+            return
+        mean = sum(o.duration_s for o in outcomes) / len(outcomes)
+        self._mean_s = mean if self._mean_s is None else 0.7 * self._mean_s + 0.3 * mean
+        wanted = int(BATCH_TARGET_S / max(self._mean_s, 1e-6))
+        self.size = max(1, min(MAX_BATCH, wanted, self.size * 4))
+
+
+class Runner:
+    """Runs the pending trials of one experiment on one backend."""
+
+    def __init__(
+        self,
+        store: BaseStore,
+        experiment: ExperimentRecord,
+        function: FunctionRef,
+        backend: Backend,
+        *,
+        timeout_s: float | None = None,
+        retries: int = 0,
+        max_trials: int | None = None,
+        lease_s: float = 60.0,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        if not backend.in_process and not store.shared_across_processes:
+            raise BackendError(
+                f"backend {backend.name!r} runs trials in other processes, which cannot see "
+                f"the {store.display_url} store: use a sqlite:///FILE store, or backend='threads'"
+            )
+        self.store = store
+        self.experiment = experiment
+        self.function = function
+        self.backend = backend
+        self.timeout_s = timeout_s
+        self.max_attempts = 1 + max(0, int(retries))
+        self.max_trials = max_trials
+        self.lease_s = float(lease_s)
+        self.on_progress = on_progress
+        self.lease = Lease.for_this_process()
+        self.report = RunReport(experiment.name, backend.name)
+        self._sizer = _BatchSizer()
+        self._inflight: dict[cf.Future, tuple[TrialTask, ...]] = {}
+        self._solo: list[TrialTask] = []  # trials of a lost batch, to run one at a time
+        self._unrecorded: list[Outcome] = []
+        self._last_flush = time.monotonic()
+        self._claimed = 0
+        self._exhausted = False
+
+    def run(self) -> RunReport:
+        started = time.monotonic()
+        store, lease = self.store, self.lease
+        store.reclaim(lease.host, _pid_alive)
+        store.register_worker(lease, self.backend.slots, self.backend.name)
+        counts = store.counts(self.experiment.id)
+        self._progress = _ProgressTracker(self.experiment.name, counts, self.on_progress)
+        register_sink(self._store_key(), store)
+        executor = self.backend.start()
+        try:
+            with _Heartbeat(store, lease, self.lease_s):
+                try:
+                    self._loop(executor)
+                    self._flush()
+                    self.backend.stop(cancel=False)
+                except KeyboardInterrupt as exc:
+                    with _sigint_ignored():
+                        self._cancel(exc)
+                    self.report.interrupted = True
+        finally:
+            with _sigint_ignored():
+                store.release(lease)
+                store.unregister_worker(lease)
+            self.report.duration_s = time.monotonic() - started
+            self.report.counts = {str(s): n for s, n in store.counts(self.experiment.id).items()}
+            self._progress.finish()
+        return self.report
+
+    def _store_key(self) -> str:
+        return getattr(self.store, "url_for_workers", None) or self.store.display_url
+
+    # -- the loop ------------------------------------------------------------------
+    def _loop(self, executor: cf.Executor) -> None:
+        while True:
+            self._fill(executor)
+            if not self._inflight:
+                return
+            done, _ = cf.wait(
+                self._inflight, timeout=PROGRESS_INTERVAL_S, return_when=cf.FIRST_COMPLETED
+            )
+            for future in done:
+                self._collect(future, self._inflight.pop(future))
+            if self._unrecorded and (
+                time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S or not self._inflight
+            ):
+                self._flush()
+            self._progress.tick(len(self._inflight))
+
+    def _fill(self, executor: cf.Executor) -> None:
+        """Keep every slot busy and one batch queued behind each."""
+        while self._solo and len(self._inflight) < 2 * self.backend.slots:
+            self._submit(executor, (self._solo.pop(0),))
+        while not self._exhausted and len(self._inflight) < 2 * self.backend.slots:
+            limit = self._sizer.size
+            if self.max_trials is not None:
+                limit = min(limit, self.max_trials - self._claimed)
+                if limit <= 0:
+                    self._exhausted = True
+                    return
+            claimed = self.store.claim(
+                self.lease, limit, self.lease_s, self.max_attempts, [self.experiment.id]
+            )
+            if not claimed:
+                self._exhausted = True
+                return
+            self._claimed += len(claimed)
+            self._progress.claimed(len(claimed))
+            self._submit(executor, tuple(c.task for c in claimed))
+
+    def _submit(self, executor: cf.Executor, tasks: tuple[TrialTask, ...]) -> None:
+        batch = Batch(self.function, tasks, self.lease.owner, self._store_key(), self.timeout_s)
+        try:
+            future = executor.submit(run_batch, batch)
+        except BatchInterrupted as exc:  # an inline executor was running it
+            self._accept(tasks, exc.outcomes)
+            raise KeyboardInterrupt from exc
+        self._inflight[future] = tasks
+        if future.done():  # an inline executor ran it already: record without waiting
+            self._collect(future, self._inflight.pop(future))
+            if self._unrecorded and time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
+                self._flush()
+            self._progress.tick(len(self._inflight))
+
+    # -- outcomes --------------------------------------------------------------------
+    def _collect(self, future: cf.Future, tasks: tuple[TrialTask, ...]) -> None:
+        try:
+            outcomes = future.result()
+        except BatchInterrupted as exc:
+            self._accept(tasks, exc.outcomes)
+            raise KeyboardInterrupt from exc
+        except WorkerCrashed as exc:
+            self._crashed(tasks, exc)
+            return
+        except Exception as exc:
+            self._lost(tasks, exc)
+            return
+        self._accept(tasks, outcomes)
+
+    def _accept(self, tasks: tuple[TrialTask, ...], outcomes: list[Outcome]) -> None:
+        self._sizer.observe(outcomes)
+        attempts = {t.id: t.attempt for t in tasks}
+        for o in outcomes:
+            if o.status is TrialStatus.FAILED and attempts[o.trial_id] < self.max_attempts:
+                o.status = TrialStatus.PENDING
+                self.report.retried += 1
+            elif o.status is TrialStatus.FAILED:
+                self.report.failed += 1
+            else:
+                self.report.done += 1
+        self._unrecorded.extend(outcomes)
+        self._progress.finished(outcomes)
+        if outcomes and outcomes[-1].duration_s >= FLUSH_INTERVAL_S:
+            self._flush()  # a long trial's outcome is committed at once
+
+    def _crashed(self, tasks: tuple[TrialTask, ...], exc: WorkerCrashed) -> None:
+        """Record what finished, blame the trial that was running, hand back the rest."""
+        self._accept(tasks, exc.outcomes)
+        rest = list(tasks[len(exc.outcomes) :])
+        if exc.running_index is not None and rest:
+            culprit = rest.pop(0)
+            kind = ErrorKind.TIMEOUT if exc.timed_out else ErrorKind.CRASH
+            self._accept((culprit,), [_failure(culprit, kind, exc.cause)])
+        if rest:
+            self._flush()
+            self.store.release(self.lease, [t.id for t in rest])
+            self._progress.released(len(rest))
+            self._exhausted = False
+
+    def _lost(self, tasks: tuple[TrialTask, ...], exc: Exception) -> None:
+        """The engine lost a batch without saying why: run its trials one at a time."""
+        if len(tasks) > 1:
+            self._solo.extend(tasks)
+            return
+        cause = f"{type(exc).__name__}: {exc}".strip()
+        self._accept(tasks, [_failure(tasks[0], ErrorKind.CRASH, f"crash: {cause}")])
+
+    def _flush(self) -> None:
+        if self._unrecorded:
+            self.store.record(self.lease, self._unrecorded)
+            self._unrecorded = []
+        self._last_flush = time.monotonic()
+
+    def _cancel(self, interrupt: KeyboardInterrupt) -> None:
+        """Ctrl-C: stop the trials, record those that finished, hand back the others."""
+        self.backend.stop(cancel=True)
+        done, _ = cf.wait(self._inflight, timeout=CANCEL_GRACE_S)
+        for future in done:
+            tasks = self._inflight.pop(future)
+            with contextlib.suppress(KeyboardInterrupt):
+                self._collect(future, tasks)
+        self._flush()
+
+
+def _failure(task: TrialTask, kind: ErrorKind, cause: str) -> Outcome:
+    return Outcome(
+        task.id, TrialStatus.FAILED, error=cause, error_kind=kind, started_at=time.time()
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Let clean-up finish even if Ctrl-C is pressed again."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _Heartbeat:
+    """Extends the lease every third of its length from a daemon thread."""
+
+    def __init__(self, store: BaseStore, lease: Lease, lease_s: float) -> None:
+        self._store, self._lease, self._lease_s = store, lease, lease_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name="sweeplab-heartbeat")
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._lease_s / 3):
+            with contextlib.suppress(Exception):  # a missed beat is retried at the next one
+                self._store.heartbeat(self._lease, self._lease_s)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class _ProgressTracker:
+    """Counts trials as they move, and calls the display at most every PROGRESS_INTERVAL_S."""
+
+    def __init__(
+        self,
+        experiment: str,
+        counts: dict[TrialStatus, int],
+        on_progress: Callable[[Progress], None] | None,
+    ) -> None:
+        self.experiment = experiment
+        self.total = sum(counts.values())
+        self.done = counts[TrialStatus.DONE]
+        self.failed = counts[TrialStatus.FAILED]
+        self.pending = counts[TrialStatus.PENDING] + counts[TrialStatus.RUNNING]
+        self.finished_here = 0
+        self.held = 0
+        self.started = time.monotonic()
+        self._last = 0.0
+        self._on_progress = on_progress
+
+    def claimed(self, n: int) -> None:
+        self.held += n
+
+    def released(self, n: int) -> None:
+        self.held -= n
+
+    def finished(self, outcomes: list[Outcome]) -> None:
+        for o in outcomes:
+            self.held -= 1
+            if o.status is TrialStatus.PENDING:
+                continue  # to be retried: still pending
+            self.pending -= 1
+            self.finished_here += 1
+            if o.status is TrialStatus.DONE:
+                self.done += 1
+            else:
+                self.failed += 1
+
+    def tick(self, _inflight: int, force: bool = False) -> None:
+        if self._on_progress is None:
+            return
+        now = time.monotonic()
+        if force or now - self._last >= PROGRESS_INTERVAL_S:
+            self._last = now
+            elapsed = now - self.started
+            self._on_progress(
+                Progress(
+                    experiment=self.experiment,
+                    total=self.total,
+                    done=self.done,
+                    failed=self.failed,
+                    running=max(self.held, 0),
+                    pending=max(self.pending - max(self.held, 0), 0),
+                    elapsed_s=elapsed,
+                    rate=self.finished_here / elapsed if elapsed > 0 else 0.0,
+                )
+            )
+
+    def finish(self) -> None:
+        self.tick(0, force=True)

@@ -1,0 +1,39 @@
+"""Stores: where experiments and trials live. ``open_store`` picks one from a URL.
+
+- ``sqlite:///FILE`` (the default, ``sqlite:///sweeplab.db`` in the working directory)
+- ``postgresql://user@host/db`` and ``mysql://user@host/db`` (extras ``postgres``, ``mysql``)
+- ``memory://``: a store that lives in this process only, for tests and notebooks
+
+``SWEEPLAB_STORE`` sets the default URL.
+"""
+
+from __future__ import annotations
+
+import os
+
+from sweeplab.store.base import BaseStore, Lease
+
+DEFAULT_URL = "sqlite:///sweeplab.db"
+
+__all__ = ["BaseStore", "Lease", "default_url", "open_store"]
+
+
+def default_url() -> str:
+    return os.environ.get("SWEEPLAB_STORE") or DEFAULT_URL
+
+
+def open_store(url: str | BaseStore | None = None, *, create: bool = True) -> BaseStore:
+    """Open the store at ``url`` (default: ``SWEEPLAB_STORE``, else ``sqlite:///sweeplab.db``).
+
+    ``create=False`` raises StoreError instead of making a store that is not there.
+    """
+    if isinstance(url, BaseStore):
+        return url
+    url = url or default_url()
+    if url.startswith("memory:"):
+        from sweeplab.store.memory import MemoryStore
+
+        return MemoryStore()
+    from sweeplab.store.sql.store import SQLStore
+
+    return SQLStore(url, create=create)

@@ -1,0 +1,301 @@
+"""Every statement the SQL store runs, named and built once with SQLAlchemy Core.
+
+Values always travel as bound parameters; nothing here formats a value into SQL.
+Statements that depend on the database's clock or claim syntax take the dialect
+family (``kind``) and are cached per family.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+
+from sweeplab.store.base import LOST_ALLOWANCE
+from sweeplab.store.sql import dialects
+from sweeplab.store.sql.schema import (
+    checkpoints,
+    experiments,
+    meta,
+    metrics,
+    trials,
+    workers,
+)
+
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+
+_NO_LEASE = {
+    "lease_owner": None,
+    "lease_host": None,
+    "lease_pid": None,
+    "lease_expires_at": None,
+}
+
+read_meta = select(meta.c.key, meta.c.value)
+
+experiment_by_name = select(experiments).where(experiments.c.name == bindparam("p_name"))
+all_experiments = select(experiments).order_by(experiments.c.id)
+update_experiment_function = (
+    update(experiments)
+    .where(experiments.c.id == bindparam("b_id"))
+    .values(target=bindparam("b_target"), function_pickle=bindparam("b_pickle"))
+)
+
+TRIAL_COLUMNS = (
+    trials.c.id,
+    trials.c.params,
+    trials.c.repetition,
+    trials.c.seed,
+    trials.c.status,
+    trials.c.attempts,
+    trials.c.result,
+    trials.c.error,
+    trials.c.error_kind,
+    trials.c.traceback,
+    trials.c.created_at,
+    trials.c.started_at,
+    trials.c.finished_at,
+    trials.c.duration_s,
+    trials.c.host,
+    trials.c.lease_owner,
+    trials.c.lease_expires_at,
+)
+
+trial_by_id = select(*TRIAL_COLUMNS).where(
+    trials.c.experiment_id == bindparam("p_experiment_id"), trials.c.id == bindparam("p_trial_id")
+)
+
+counts_by_status = (
+    select(trials.c.status, func.count())
+    .where(trials.c.experiment_id == bindparam("p_experiment_id"))
+    .group_by(trials.c.status)
+)
+
+# An outcome is written only where the lease still holds the trial: the fence.
+held_by_lease = select(trials.c.id, trials.c.attempts).where(
+    trials.c.id.in_(bindparam("p_ids", expanding=True)),
+    trials.c.status == RUNNING,
+    trials.c.lease_owner == bindparam("p_owner"),
+)
+
+record_outcome = (
+    update(trials)
+    .where(trials.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        result=bindparam("b_result"),
+        error=bindparam("b_error"),
+        error_kind=bindparam("b_error_kind"),
+        traceback=bindparam("b_traceback"),
+        started_at=bindparam("b_started_at"),
+        finished_at=bindparam("b_finished_at"),
+        duration_s=bindparam("b_duration_s"),
+        host=bindparam("b_host"),
+        **_NO_LEASE,
+    )
+)
+
+insert_metric = metrics.insert()
+
+held_by_owner = and_(trials.c.status == RUNNING, trials.c.lease_owner == bindparam("p_owner"))
+
+release_all = (
+    update(trials)
+    .where(held_by_owner)
+    .values(status=PENDING, attempts=trials.c.attempts - 1, **_NO_LEASE)
+)
+release_some = (
+    update(trials)
+    .where(held_by_owner, trials.c.id.in_(bindparam("p_ids", expanding=True)))
+    .values(status=PENDING, attempts=trials.c.attempts - 1, **_NO_LEASE)
+)
+
+running_pids_on_host = (
+    select(trials.c.lease_pid)
+    .where(trials.c.status == RUNNING, trials.c.lease_host == bindparam("p_host"))
+    .distinct()
+)
+
+reset_trials = (
+    update(trials)
+    .where(
+        trials.c.experiment_id == bindparam("p_experiment_id"),
+        trials.c.status.in_(bindparam("p_statuses", expanding=True)),
+    )
+    .values(
+        status=PENDING,
+        attempts=0,
+        result=None,
+        error=None,
+        error_kind=None,
+        traceback=None,
+        started_at=None,
+        finished_at=None,
+        duration_s=None,
+        host=None,
+        **_NO_LEASE,
+    )
+)
+
+metrics_of_experiment = (
+    select(
+        metrics.c.trial_id,
+        metrics.c.attempt,
+        metrics.c.step,
+        metrics.c.name,
+        metrics.c.value,
+        metrics.c.logged_at,
+    )
+    .join(trials, trials.c.id == metrics.c.trial_id)
+    .where(trials.c.experiment_id == bindparam("p_experiment_id"))
+    .order_by(metrics.c.trial_id, metrics.c.id)
+)
+
+trial_is_held = select(trials.c.id).where(trials.c.id == bindparam("p_trial_id"), held_by_owner)
+checkpoint_of_trial = select(checkpoints.c.data).where(
+    checkpoints.c.trial_id == bindparam("p_trial_id")
+)
+
+delete_worker = delete(workers).where(workers.c.owner == bindparam("p_owner"))
+all_workers = select(workers).order_by(workers.c.heartbeat_at.desc())
+
+
+@cache
+def claim_returning(kind: str, by_experiment: bool, skip_locked: bool):
+    """UPDATE ... RETURNING that claims the oldest pending trials (SQLite, PostgreSQL)."""
+    return (
+        update(trials)
+        .where(trials.c.id.in_(_pending_ids(by_experiment, skip_locked)))
+        .values(_claim_values(kind))
+        .returning(
+            trials.c.id,
+            trials.c.experiment_id,
+            trials.c.params,
+            trials.c.repetition,
+            trials.c.seed,
+            trials.c.attempts,
+        )
+    )
+
+
+@cache
+def claim_select(by_experiment: bool, skip_locked: bool):
+    """The locking SELECT of a two-step claim (MySQL/MariaDB)."""
+    query = select(
+        trials.c.id,
+        trials.c.experiment_id,
+        trials.c.params,
+        trials.c.repetition,
+        trials.c.seed,
+        trials.c.attempts,
+    ).where(trials.c.status == PENDING)
+    if by_experiment:
+        query = query.where(
+            trials.c.experiment_id.in_(bindparam("p_experiment_ids", expanding=True))
+        )
+    query = query.order_by(trials.c.id).limit(bindparam("p_limit"))
+    return query.with_for_update(skip_locked=skip_locked)
+
+
+@cache
+def claim_update(kind: str):
+    """The UPDATE of a two-step claim, over the ids the SELECT locked."""
+    return (
+        update(trials)
+        .where(trials.c.id.in_(bindparam("p_ids", expanding=True)), trials.c.status == PENDING)
+        .values(_claim_values(kind))
+    )
+
+
+def _pending_ids(by_experiment: bool, skip_locked: bool):
+    query = select(trials.c.id).where(trials.c.status == PENDING)
+    if by_experiment:
+        query = query.where(
+            trials.c.experiment_id.in_(bindparam("p_experiment_ids", expanding=True))
+        )
+    query = query.order_by(trials.c.id).limit(bindparam("p_limit"))
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True)
+    return query
+
+
+def _claim_values(kind: str) -> dict:
+    return {
+        "status": RUNNING,
+        "attempts": trials.c.attempts + 1,
+        "max_attempts": bindparam("p_max_attempts"),
+        "lease_owner": bindparam("p_owner"),
+        "lease_host": bindparam("p_host"),
+        "lease_pid": bindparam("p_pid"),
+        "lease_expires_at": dialects.now(kind) + bindparam("p_lease_s"),
+    }
+
+
+@cache
+def heartbeat_trials(kind: str):
+    return (
+        update(trials)
+        .where(held_by_owner)
+        .values(lease_expires_at=dialects.now(kind) + bindparam("p_lease_s"))
+    )
+
+
+@cache
+def heartbeat_worker(kind: str):
+    return (
+        update(workers)
+        .where(workers.c.owner == bindparam("p_owner"))
+        .values(heartbeat_at=dialects.now(kind))
+    )
+
+
+@cache
+def lost_condition(kind: str):
+    """A running trial whose lease expired, or whose holder on this host is dead."""
+    return and_(
+        trials.c.status == RUNNING,
+        or_(
+            trials.c.lease_expires_at < dialects.now(kind),
+            and_(
+                trials.c.lease_host == bindparam("p_host"),
+                trials.c.lease_pid.in_(bindparam("p_dead_pids", expanding=True)),
+            ),
+        ),
+    )
+
+
+@cache
+def fail_lost(kind: str):
+    return (
+        update(trials)
+        .where(lost_condition(kind), trials.c.attempts >= trials.c.max_attempts + LOST_ALLOWANCE)
+        .values(
+            status=FAILED,
+            error_kind="lost",
+            error=(
+                "the process running this trial died or stopped heartbeating on each of "
+                "its attempts; fix the cause, then `sweeplab reset NAME --status failed`"
+            ),
+            finished_at=dialects.now(kind),
+            **_NO_LEASE,
+        )
+    )
+
+
+@cache
+def requeue_lost(kind: str):
+    return update(trials).where(lost_condition(kind)).values(status=PENDING, **_NO_LEASE)
+
+
+@cache
+def forget_dead_workers(kind: str):
+    """Worker rows of dead local pids, or silent for an hour."""
+    return delete(workers).where(
+        or_(
+            and_(
+                workers.c.host == bindparam("p_host"),
+                workers.c.pid.in_(bindparam("p_dead_pids", expanding=True)),
+            ),
+            workers.c.heartbeat_at < dialects.now(kind) - 3600,
+        )
+    )

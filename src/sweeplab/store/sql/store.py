@@ -1,0 +1,504 @@
+"""The SQL store: the store contract over SQLAlchemy Core, for SQLite, PostgreSQL and MySQL."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, insert, inspect, select
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from sweeplab._version import __version__
+from sweeplab.errors import (
+    LeaseLost,
+    NotAStore,
+    SchemaVersionError,
+    StoreError,
+    UnknownExperiment,
+)
+from sweeplab.jsonvalues import loads
+from sweeplab.store.base import (
+    BaseStore,
+    ClaimedTrial,
+    ExperimentRecord,
+    Lease,
+    MetricRecord,
+    NewTrial,
+    WorkerRecord,
+)
+from sweeplab.store.sql import dialects
+from sweeplab.store.sql import statements as q
+from sweeplab.store.sql.schema import (
+    SCHEMA_VERSION,
+    artifacts,
+    checkpoints,
+    experiments,
+    meta,
+    metadata,
+    trials,
+    workers,
+)
+from sweeplab.trial import Outcome, TrialRecord, TrialStatus, TrialTask
+
+ADD_CHUNK = 5000
+ID_CHUNK = 900  # below SQLite's oldest limit on bound variables
+
+
+class SQLStore(BaseStore):
+    """A store in an SQL database. ``create=False`` refuses to make a new one."""
+
+    def __init__(self, url: str | URL, *, create: bool = True) -> None:
+        self.url = dialects.normalize_url(url)
+        self.display_url = self.url.render_as_string(hide_password=True)
+        #: the full URL, password included, for this machine's worker processes only
+        self.url_for_workers = self.url.render_as_string(hide_password=False)
+        self.kind = dialects.family(self.url)
+        if self.kind == "sqlite":
+            _check_sqlite_file(self.url, create)
+        self.engine = dialects.make_engine(self.url)
+        self._skip_locked = dialects.skip_locked(self.kind)
+        with self._translated("open"):
+            self._open_schema(create)
+
+    # -- opening -------------------------------------------------------------------
+    def _open_schema(self, create: bool) -> None:
+        with self._write() as conn:
+            dialects.schema_lock(self.kind, conn)
+            try:
+                if inspect(conn).has_table(meta.name):
+                    self._check_version(dict(conn.execute(q.read_meta).all()))
+                elif not create:
+                    raise StoreError(
+                        f"no sweeplab store at {self.display_url}: create it with "
+                        "`sweeplab add` or `sweeplab run`, or pass the right --store"
+                    )
+                else:
+                    metadata.create_all(conn)
+                    conn.execute(
+                        insert(meta),
+                        [
+                            {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+                            {"key": "created_by", "value": f"sweeplab {__version__}"},
+                        ],
+                    )
+            finally:
+                dialects.schema_unlock(self.kind, conn)
+        if self.kind != "sqlite":
+            with self.engine.connect() as conn:
+                self._skip_locked = _server_skips_locked(self.kind, conn)
+
+    def _check_version(self, values: dict[str, str]) -> None:
+        found = int(values.get("schema_version", "0"))
+        if found == SCHEMA_VERSION:
+            return
+        writer = values.get("created_by", "an unknown sweeplab")
+        if found > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"store {self.display_url} has schema {found}, written by {writer}; this is "
+                f"sweeplab {__version__} (schema {SCHEMA_VERSION}): upgrade with "
+                "`pip install -U sweeplab`"
+            )
+        raise SchemaVersionError(
+            f"store {self.display_url} has the older schema {found} ({writer}); sweeplab "
+            f"{__version__} reads schema {SCHEMA_VERSION}: finish it with that version, or "
+            "start a new store with --store"
+        )
+
+    # -- connections ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(sqlite_begin="DEFERRED")
+            with conn.begin():
+                yield conn
+
+    @contextlib.contextmanager
+    def _translated(self, action: str) -> Iterator[None]:
+        """The one boundary where database errors become StoreError, password-free."""
+        try:
+            yield
+        except DBAPIError as exc:
+            raise StoreError(
+                f"cannot {action} store {self.display_url}: {self._scrub(exc.orig)}"
+            ) from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"cannot {action} store {self.display_url}: {self._scrub(exc)}"
+            ) from exc
+
+    def _scrub(self, exc: BaseException | None) -> str:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        password = self.url.password
+        return message.replace(password, "***") if password else message
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- experiments ---------------------------------------------------------------
+    def ensure_experiment(
+        self, name: str, target: str | None, function_pickle: bytes | None
+    ) -> ExperimentRecord:
+        with self._translated("write to"), self._write() as conn:
+            conn.execute(
+                dialects.insert_ignore(self.kind, experiments),
+                {
+                    "name": name,
+                    "target": target,
+                    "function_pickle": function_pickle,
+                    "created_at": time.time(),
+                },
+            )
+            row = conn.execute(q.experiment_by_name, {"p_name": name}).one()
+            if (row.target, row.function_pickle) != (target, function_pickle):
+                conn.execute(
+                    q.update_experiment_function,
+                    {"b_id": row.id, "b_target": target, "b_pickle": function_pickle},
+                )
+            return ExperimentRecord(row.id, name, target, function_pickle, row.created_at)
+
+    def experiment(self, name: str) -> ExperimentRecord:
+        with self._translated("read"), self._read() as conn:
+            row = conn.execute(q.experiment_by_name, {"p_name": name}).one_or_none()
+            if row is None:
+                names = [r.name for r in conn.execute(q.all_experiments)]
+                raise UnknownExperiment(
+                    f"store {self.display_url} has no experiment {name!r}: "
+                    + (f"it has {', '.join(map(repr, names))}" if names else "it is empty")
+                )
+        return _experiment(row)
+
+    def experiments(self) -> list[ExperimentRecord]:
+        with self._translated("read"), self._read() as conn:
+            return [_experiment(r) for r in conn.execute(q.all_experiments)]
+
+    # -- trials --------------------------------------------------------------------
+    def add_trials(self, experiment_id: int, trials_: Iterable[NewTrial]) -> int:
+        # One transaction for the whole space: a bad point half-way leaves the store as it was.
+        stmt = dialects.insert_ignore(self.kind, trials)
+        added = 0
+        rows = iter(trials_)
+        with self._translated("add trials to"), self._write() as conn:
+            while chunk := list(islice(rows, ADD_CHUNK)):
+                now = time.time()
+                params = [
+                    {
+                        "experiment_id": experiment_id,
+                        "point_key": t.point_key,
+                        "repetition": t.repetition,
+                        "params": t.params_json,
+                        "seed": t.seed,
+                        "status": q.PENDING,
+                        "attempts": 0,
+                        "max_attempts": 1,
+                        "created_at": now,
+                    }
+                    for t in chunk
+                ]
+                added += max(conn.execute(stmt, params).rowcount, 0)
+        return added
+
+    def claim(
+        self,
+        lease: Lease,
+        limit: int,
+        lease_s: float,
+        max_attempts: int,
+        experiment_ids: Sequence[int] | None = None,
+    ) -> list[ClaimedTrial]:
+        by_experiment = experiment_ids is not None
+        params = {
+            "p_limit": limit,
+            "p_max_attempts": max_attempts,
+            "p_owner": lease.owner,
+            "p_host": lease.host,
+            "p_pid": lease.pid,
+            "p_lease_s": lease_s,
+        }
+        if by_experiment:
+            params["p_experiment_ids"] = list(experiment_ids)
+        with self._translated("claim trials from"), self._write() as conn:
+            if dialects.claim_supports_returning(self.kind):
+                stmt = q.claim_returning(self.kind, by_experiment, self._skip_locked)
+                rows = conn.execute(stmt, params).all()
+                rows.sort(key=lambda r: r[0])
+                attempts = [r[5] for r in rows]
+            else:
+                stmt = q.claim_select(by_experiment, self._skip_locked)
+                rows = conn.execute(stmt, params).all()
+                if rows:
+                    conn.execute(
+                        q.claim_update(self.kind), {**params, "p_ids": [r[0] for r in rows]}
+                    )
+                attempts = [r[5] + 1 for r in rows]
+        return [
+            ClaimedTrial(r[1], TrialTask(r[0], loads(r[2]), r[3], r[4], a))
+            for r, a in zip(rows, attempts)
+        ]
+
+    def record(self, lease: Lease, outcomes: Sequence[Outcome]) -> int:
+        if not outcomes:
+            return 0
+        recorded = 0
+        with self._translated("record outcomes in"), self._write() as conn:
+            for start in range(0, len(outcomes), ID_CHUNK):
+                chunk = outcomes[start : start + ID_CHUNK]
+                held = self._held(conn, lease, [o.trial_id for o in chunk])
+                rows, metric_rows = [], []
+                for o in chunk:
+                    attempt = held.get(o.trial_id)
+                    if attempt is None:
+                        continue  # taken over by another lease: its outcome wins
+                    rows.append(_outcome_params(o))
+                    metric_rows.extend(
+                        {
+                            "trial_id": o.trial_id,
+                            "attempt": attempt,
+                            "step": step,
+                            "name": name,
+                            "value": value,
+                            "logged_at": at,
+                        }
+                        for step, name, value, at in o.metrics
+                    )
+                if rows:
+                    conn.execute(q.record_outcome, rows)
+                if metric_rows:
+                    conn.execute(q.insert_metric, metric_rows)
+                recorded += len(rows)
+        return recorded
+
+    def _held(self, conn: Connection, lease: Lease, ids: list[int]) -> dict[int, int]:
+        stmt = q.held_by_lease
+        if self.kind != "sqlite":
+            stmt = stmt.with_for_update()
+        return dict(conn.execute(stmt, {"p_ids": ids, "p_owner": lease.owner}).all())
+
+    def release(self, lease: Lease, trial_ids: Sequence[int] | None = None) -> int:
+        with self._translated("release trials in"), self._write() as conn:
+            if trial_ids is None:
+                return conn.execute(q.release_all, {"p_owner": lease.owner}).rowcount
+            released = 0
+            for start in range(0, len(trial_ids), ID_CHUNK):
+                ids = list(trial_ids[start : start + ID_CHUNK])
+                released += conn.execute(
+                    q.release_some, {"p_owner": lease.owner, "p_ids": ids}
+                ).rowcount
+            return released
+
+    def heartbeat(self, lease: Lease, lease_s: float) -> int:
+        with self._translated("heartbeat in"), self._write() as conn:
+            conn.execute(q.heartbeat_worker(self.kind), {"p_owner": lease.owner})
+            return conn.execute(
+                q.heartbeat_trials(self.kind), {"p_owner": lease.owner, "p_lease_s": lease_s}
+            ).rowcount
+
+    def reclaim(self, host: str, is_alive: Callable[[int], bool]) -> int:
+        with self._translated("reclaim trials in"), self._write() as conn:
+            pids = set(conn.execute(q.running_pids_on_host, {"p_host": host}).scalars())
+            pids |= set(conn.execute(select(workers.c.pid).where(workers.c.host == host)).scalars())
+            dead = [p for p in pids if p is not None and not is_alive(p)]
+            params = {"p_host": host, "p_dead_pids": dead}
+            failed = conn.execute(q.fail_lost(self.kind), params).rowcount
+            requeued = conn.execute(q.requeue_lost(self.kind), params).rowcount
+            conn.execute(q.forget_dead_workers(self.kind), params)
+        return failed + requeued
+
+    def counts(self, experiment_id: int) -> dict[TrialStatus, int]:
+        with self._translated("read"), self._read() as conn:
+            rows = conn.execute(q.counts_by_status, {"p_experiment_id": experiment_id}).all()
+        counts = dict.fromkeys(TrialStatus, 0)
+        counts.update({TrialStatus(status): n for status, n in rows})
+        return counts
+
+    def trials(
+        self, experiment_id: int, statuses: Sequence[TrialStatus] | None = None
+    ) -> list[TrialRecord]:
+        query = select(*q.TRIAL_COLUMNS).where(trials.c.experiment_id == experiment_id)
+        if statuses:
+            query = query.where(trials.c.status.in_([str(s) for s in statuses]))
+        with self._translated("read"), self._read() as conn:
+            name = conn.execute(
+                select(experiments.c.name).where(experiments.c.id == experiment_id)
+            ).scalar_one()
+            return [_trial(name, r) for r in conn.execute(query.order_by(trials.c.id))]
+
+    def trial(self, experiment_id: int, trial_id: int) -> TrialRecord | None:
+        with self._translated("read"), self._read() as conn:
+            name = conn.execute(
+                select(experiments.c.name).where(experiments.c.id == experiment_id)
+            ).scalar_one()
+            row = conn.execute(
+                q.trial_by_id, {"p_experiment_id": experiment_id, "p_trial_id": trial_id}
+            ).one_or_none()
+        return None if row is None else _trial(name, row)
+
+    def reset(self, experiment_id: int, statuses: Sequence[TrialStatus]) -> int:
+        with self._translated("reset trials in"), self._write() as conn:
+            return conn.execute(
+                q.reset_trials,
+                {"p_experiment_id": experiment_id, "p_statuses": [str(s) for s in statuses]},
+            ).rowcount
+
+    def metrics(self, experiment_id: int) -> list[MetricRecord]:
+        with self._translated("read"), self._read() as conn:
+            rows = conn.execute(q.metrics_of_experiment, {"p_experiment_id": experiment_id})
+            return [MetricRecord(*r) for r in rows]
+
+    # -- trial sink ----------------------------------------------------------------
+    def save_checkpoint(self, trial_id: int, owner: str, data: bytes) -> None:
+        with self._translated("checkpoint to"), self._write() as conn:
+            self._require_held(conn, trial_id, owner)
+            values = {"trial_id": trial_id, "data": data, "updated_at": time.time()}
+            conn.execute(dialects.upsert(self.kind, checkpoints, ["trial_id"], values))
+
+    def load_checkpoint(self, trial_id: int) -> bytes | None:
+        with self._translated("read"), self._read() as conn:
+            return conn.execute(q.checkpoint_of_trial, {"p_trial_id": trial_id}).scalar()
+
+    def save_artifact(self, trial_id: int, owner: str, name: str, data: bytes) -> None:
+        with self._translated("save an artifact to"), self._write() as conn:
+            self._require_held(conn, trial_id, owner)
+            values = {"trial_id": trial_id, "name": name, "data": data, "created_at": time.time()}
+            conn.execute(dialects.upsert(self.kind, artifacts, ["trial_id", "name"], values))
+
+    def artifacts(self, trial_id: int) -> dict[str, bytes]:
+        query = select(artifacts.c.name, artifacts.c.data).where(artifacts.c.trial_id == trial_id)
+        with self._translated("read"), self._read() as conn:
+            return dict(conn.execute(query.order_by(artifacts.c.name)).all())
+
+    def _require_held(self, conn: Connection, trial_id: int, owner: str) -> None:
+        held = conn.execute(q.trial_is_held, {"p_trial_id": trial_id, "p_owner": owner}).first()
+        if held is None:
+            raise LeaseLost(
+                f"trial {trial_id} is no longer held by this worker: its lease expired "
+                "and it was handed to another; this attempt's writes are dropped"
+            )
+
+    # -- workers -------------------------------------------------------------------
+    def register_worker(self, lease: Lease, slots: int, backend: str) -> None:
+        now = time.time()
+        with self._translated("register a worker in"), self._write() as conn:
+            conn.execute(
+                insert(workers),
+                {
+                    "owner": lease.owner,
+                    "host": lease.host,
+                    "pid": lease.pid,
+                    "slots": slots,
+                    "backend": backend,
+                    "started_at": now,
+                    "heartbeat_at": now,
+                },
+            )
+            conn.execute(q.heartbeat_worker(self.kind), {"p_owner": lease.owner})
+
+    def unregister_worker(self, lease: Lease) -> None:
+        with self._translated("unregister a worker from"), self._write() as conn:
+            conn.execute(q.delete_worker, {"p_owner": lease.owner})
+
+    def workers(self) -> list[WorkerRecord]:
+        with self._translated("read"), self._read() as conn:
+            return [WorkerRecord(*r) for r in conn.execute(q.all_workers)]
+
+
+def _outcome_params(o: Outcome) -> dict[str, Any]:
+    return {
+        "b_id": o.trial_id,
+        "b_status": str(o.status),
+        "b_result": o.result_json,
+        "b_error": o.error,
+        "b_error_kind": None if o.error_kind is None else str(o.error_kind),
+        "b_traceback": o.traceback,
+        "b_started_at": o.started_at or None,
+        "b_finished_at": (o.started_at + o.duration_s) if o.started_at else None,
+        "b_duration_s": o.duration_s,
+        "b_host": o.host or None,
+    }
+
+
+def _experiment(row: Any) -> ExperimentRecord:
+    return ExperimentRecord(row.id, row.name, row.target, row.function_pickle, row.created_at)
+
+
+def _trial(experiment: str, r: Any) -> TrialRecord:
+    return TrialRecord(
+        id=r[0],
+        experiment=experiment,
+        params=loads(r[1]),
+        repetition=r[2],
+        seed=r[3],
+        status=TrialStatus(r[4]),
+        attempts=r[5],
+        result=None if r[6] is None else loads(r[6]),
+        error=r[7],
+        error_kind=r[8],
+        traceback=r[9],
+        created_at=r[10],
+        started_at=r[11],
+        finished_at=r[12],
+        duration_s=r[13],
+        host=r[14],
+        lease_owner=r[15],
+        lease_expires_at=r[16],
+    )
+
+
+def _server_skips_locked(kind: str, conn: Connection) -> bool:
+    """SKIP LOCKED: PostgreSQL 9.5+, MySQL 8.0+, MariaDB 10.6+; older servers block instead."""
+    version = conn.dialect.server_version_info or (0,)
+    if kind == "postgresql":
+        return version >= (9, 5)
+    if getattr(conn.dialect, "is_mariadb", False):
+        return version >= (10, 6)
+    return version >= (8, 0)
+
+
+def _check_sqlite_file(url: URL, create: bool) -> None:
+    """Refuse, without writing a byte, a file that is not a sweeplab store."""
+    database = url.database or ""
+    if database in ("", ":memory:"):
+        raise StoreError(
+            "an in-memory SQLite store cannot be shared between processes: "
+            "use sqlite:///FILE, or memory:// for a store that lives in this process"
+        )
+    path = Path(database)
+    if not path.exists():
+        if not create:
+            raise StoreError(
+                f"no store at {path}: create it with `sweeplab add` or `sweeplab run`, "
+                "or pass the right --store"
+            )
+        if not path.parent.is_dir():
+            raise StoreError(f"cannot create store {path}: folder {path.parent} does not exist")
+        return
+    if path.is_dir():
+        raise NotAStore(f"{path} is a folder, not a store: pass sqlite:///FILE")
+    if path.stat().st_size == 0:
+        return
+    try:
+        probe = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in probe.execute("SELECT name FROM sqlite_master")}
+        finally:
+            probe.close()
+    except sqlite3.DatabaseError as exc:
+        raise NotAStore(
+            f"{path} is not a sweeplab store (not an SQLite database: {exc}); "
+            "it was left untouched: pass another --store"
+        ) from exc
+    if tables and "sweeplab_meta" not in tables:
+        raise NotAStore(
+            f"{path} is an SQLite database without sweeplab's tables; it was left "
+            "untouched: pass another --store"
+        )
