@@ -227,7 +227,7 @@ class Experiment:
         """Call the function directly on one point, outside any store (for quick checks)."""
         fn = self.fn or self._function().load()
         if self._function_signature().wants_trial:
-            text, key = canonical_point(params)
+            _, key = canonical_point(params)
             task = TrialTask(0, params, 0, trial_seed(self.name, key, 0), 1)
             return fn(**params, trial=Trial(task))
         return fn(**params)

@@ -183,7 +183,7 @@ class Trial:
         )
 
     def restore(self, default: Any = None) -> Any:
-        """The state last passed to ``checkpoint`` by any attempt of this trial, else ``default``."""
+        """The state last passed to ``checkpoint`` by any attempt of this trial, or ``default``."""
         data = self._require_sink("restore").load_checkpoint(self.id)
         return default if data is None else pickle.loads(data)
 

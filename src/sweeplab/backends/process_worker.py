@@ -75,6 +75,10 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def _streamer(write_fd: int, job_id: int) -> Any:
+    return lambda outcome: send(write_fd, ("outcome", job_id, outcome))
+
+
 def main(read_fd: int, write_fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
@@ -91,7 +95,7 @@ def main(read_fd: int, write_fd: int) -> None:
         try:
             fn, args, kwargs = pickle.loads(payload)
             if fn is run_batch:
-                kwargs = {**kwargs, "on_outcome": lambda o: send(write_fd, ("outcome", job_id, o))}
+                kwargs = {**kwargs, "on_outcome": _streamer(write_fd, job_id)}
             value = fn(*args, **kwargs)
         except BaseException as exc:
             try:

@@ -148,7 +148,7 @@ class BaseStore(ABC):
         max_attempts: int,
         experiment_ids: Sequence[int] | None = None,
     ) -> list[ClaimedTrial]:
-        """Atomically move up to ``limit`` PENDING trials to RUNNING under ``lease``, oldest first."""
+        """Atomically move up to ``limit`` PENDING trials, to RUNNING under ``lease``."""
 
     @abstractmethod
     def record(self, lease: Lease, outcomes: Sequence[Outcome]) -> int:
@@ -160,7 +160,7 @@ class BaseStore(ABC):
 
     @abstractmethod
     def release(self, lease: Lease, trial_ids: Sequence[int] | None = None) -> int:
-        """Hand back held trials (all when ``trial_ids`` is None) to PENDING, refunding the attempt."""
+        """Hand back held trials (all if ``trial_ids`` is None) to PENDING; refund attempts."""
 
     @abstractmethod
     def heartbeat(self, lease: Lease, lease_s: float) -> int:
