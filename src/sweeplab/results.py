@@ -123,7 +123,7 @@ def export(frame: pd.DataFrame, fmt: str, out: BinaryIO) -> None:
     if fmt == "csv":
         out.write(frame.to_csv(index=False).encode())
     elif fmt == "jsonl":
-        text = frame.to_json(orient="records", lines=True, date_format="iso")
+        text = frame.to_json(orient="records", lines=True, date_format="iso", double_precision=15)
         out.write(text.encode() if text.endswith("\n") or not text else (text + "\n").encode())
     elif fmt == "parquet":
         try:

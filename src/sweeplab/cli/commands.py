@@ -1,0 +1,191 @@
+"""What each ``sweeplab`` verb does, through the public API only."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import sweeplab as sl
+from sweeplab.backends import make_backend
+from sweeplab.cli.overrides import parse_overrides
+from sweeplab.cli.progress import ProgressDisplay, format_duration
+from sweeplab.errors import TargetError, UsageError
+from sweeplab.target import Signature, resolve_target
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def _experiment_for(args: argparse.Namespace) -> tuple[sl.Experiment, Any]:
+    """Resolve the target and parse the sweep before the store is touched."""
+    fn = resolve_target(args.target)
+    space = parse_overrides(args.overrides) if args.overrides else None
+    if args.repeat < 1:
+        raise UsageError(f"--repeat {args.repeat}: give 1 or more")
+    exp = sl.Experiment(fn, name=args.name, store=args.store)
+    if space is None and not Signature.of(fn).required:
+        space = sl.cases([{}])  # a function without parameters: one point
+    return exp, space
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    exp, space = _experiment_for(args)
+    if space is None:
+        raise TargetError(
+            f"nothing to add: give the parameters to sweep, e.g. "
+            f"{sorted(Signature.of(exp.fn).required)[0]}=1,2,3"
+        )
+    added = exp.add(space, repeat=args.repeat)
+    total = sum(exp.status().values())
+    print(f"added {added} trials to {exp.name!r} ({total} in all) in {exp.store.display_url}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    exp, space = _experiment_for(args)
+    backend = make_backend(args.backend, args.workers)  # a bad name fails before any write
+    if space is not None:
+        exp.add(space, repeat=args.repeat)
+    elif sum(exp.status().values()) == 0:
+        raise TargetError(
+            f"{exp.name!r} has no trials: give the parameters to sweep, e.g. "
+            f"{sorted(Signature.of(exp.fn).required)[0]}=1,2,3"
+        )
+    display = None if args.no_progress else ProgressDisplay()
+    try:
+        report = exp.run(
+            backend,
+            timeout=args.timeout,
+            retries=args.retries,
+            max_trials=args.max_trials,
+            lease=args.lease,
+            progress=display.update if display else False,
+        )
+    finally:
+        if display is not None:
+            display.close()
+    _print_report(exp, report)
+    return EXIT_FAILED if report.counts.get("failed") else EXIT_OK
+
+
+def _print_report(exp: sl.Experiment, report: sl.RunReport) -> None:
+    ran = report.done + report.failed
+    rate = ran / report.duration_s if report.duration_s > 0 else 0.0
+    counts = ", ".join(f"{n} {s}" for s, n in report.counts.items() if n)
+    print(
+        f"{exp.name}: ran {ran} trials ({report.done} done, {report.failed} failed, "
+        f"{report.retried} retried) in {format_duration(report.duration_s)} "
+        f"({rate:.1f} trials/s) on {report.backend}; now {counts or 'empty'}"
+    )
+    if report.counts.get("failed"):
+        failed = exp.trials(status="failed")
+        for t in failed[:5]:
+            print(f"  trial {t.id} {t.params}: {t.error}")
+        if len(failed) > 5:
+            print(f"  ... and {len(failed) - 5} more")
+        print(f"details: sweeplab show {exp.name} ID; retry: sweeplab reset {exp.name}")
+
+
+def report_interrupt(exc: KeyboardInterrupt) -> None:
+    report = getattr(exc, "report", None)
+    if report is None:
+        print("\ninterrupted", file=sys.stderr)
+        return
+    pending = report.counts.get("pending", 0)
+    print(
+        f"\ninterrupted: {report.done} trials done and {report.failed} failed in this run are "
+        f"recorded; {pending} pending. Run the same command again to finish.",
+        file=sys.stderr,
+    )
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    store = sl.open_store(args.store, create=False)
+    names = [args.name] if args.name else [e.name for e in store.experiments()]
+    table = Table(title=f"store {store.display_url}")
+    for column in ("experiment", "trials", "pending", "running", "done", "failed"):
+        table.add_column(column, justify="left" if column == "experiment" else "right")
+    for name in names:
+        counts = sl.Experiment.open(name, store=store).status()
+        table.add_row(
+            name,
+            str(sum(counts.values())),
+            *(str(counts[s]) for s in ("pending", "running", "done", "failed")),
+        )
+    console = Console()
+    console.print(table)
+    workers = store.workers()
+    if workers:
+        console.print(
+            f"{len(workers)} worker(s): "
+            + "; ".join(f"{w.host} pid {w.pid} ({w.backend}, {w.slots} slots)" for w in workers)
+        )
+    return EXIT_OK
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from sweeplab.results import export
+
+    exp = sl.Experiment.open(args.name, store=args.store)
+    frame = exp.results(status=args.status)
+    if args.format == "table":
+        text = frame.to_string(index=False) + "\n"
+        if args.output:
+            with open(args.output, "w") as f:
+                f.write(text)
+        else:
+            sys.stdout.write(text)
+        return EXIT_OK
+    if args.output:
+        with open(args.output, "wb") as f:
+            export(frame, args.format, f)
+    else:
+        export(frame, args.format, sys.stdout.buffer)
+        sys.stdout.flush()
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    exp = sl.Experiment.open(args.name, store=args.store)
+    t = exp.trial(args.trial_id)
+    lines = [
+        f"trial {t.id} of {t.experiment!r}: {t.status}",
+        f"  params      {t.params}",
+        f"  repetition  {t.repetition}   seed {t.seed}   attempts {t.attempts}",
+    ]
+    if t.duration_s is not None:
+        lines.append(f"  duration    {t.duration_s:.3f} s on {t.host}")
+    if t.result is not None:
+        lines.append(f"  result      {t.result}")
+    if t.error:
+        lines.append(f"  error       {t.error}")
+    metrics = exp.metrics()
+    mine = metrics[metrics["trial_id"] == t.id]
+    if not mine.empty:
+        lines.append(
+            "  metrics     "
+            + ", ".join(
+                f"{name}: {len(g)} values, last {g['value'].iloc[-1]:g}"
+                for name, g in mine.groupby("name", sort=False)
+            )
+        )
+    artifacts = exp.artifacts(t.id)
+    if artifacts:
+        lines.append(
+            "  artifacts   " + ", ".join(f"{n} ({len(d)} bytes)" for n, d in artifacts.items())
+        )
+    if t.traceback:
+        lines.append("  traceback:")
+        lines.extend("    " + line for line in t.traceback.rstrip().splitlines())
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    exp = sl.Experiment.open(args.name, store=args.store)
+    n = exp.reset(args.status or "failed")
+    print(f"reset {n} trials of {exp.name!r} to pending")
+    return EXIT_OK

@@ -1,0 +1,140 @@
+"""The ``sweeplab`` command: parse, call the library, print.
+
+Exit status: 0 every trial done, 1 some trial failed, 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from sweeplab.errors import StoreError, SweeplabError, UsageError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+STATUS_CHOICES = ["failed", "running", "stuck", "pending", "done", "all"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors exit 2 with one line, like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"sweeplab: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        help="store URL (default: $SWEEPLAB_STORE, else sqlite:///sweeplab.db)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from sweeplab import __version__
+    from sweeplab.backends import BACKENDS
+
+    parser = _Parser(prog="sweeplab", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"sweeplab {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show causes of errors")
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+
+    for verb, helptext in (
+        ("run", "add the sweep's trials and run every pending one"),
+        ("add", "add the sweep's trials without running them"),
+    ):
+        p = verbs.add_parser(verb, help=helptext, description=helptext)
+        p.add_argument("target", help="path/file.py:function or package.module:function")
+        p.add_argument(
+            "overrides",
+            nargs="*",
+            metavar="KEY=VALUES",
+            help="n=1,2,3  n=range(0,10,2)  algo=choice(ga,sa)  name='a b'",
+        )
+        _store_option(p)
+        p.add_argument("--name", help="experiment name (default: the function's name)")
+        p.add_argument("--repeat", type=int, default=1, help="repetitions of every point")
+        if verb == "run":
+            p.add_argument("--backend", default="serial", help=f"one of {', '.join(BACKENDS)}")
+            p.add_argument(
+                "-j",
+                "--workers",
+                type=int,
+                default=None,
+                help="parallel slots (-1: every core; default: every core)",
+            )
+            p.add_argument("--timeout", type=float, help="seconds before a trial is stopped")
+            p.add_argument("--retries", type=int, default=0, help="extra attempts per trial")
+            p.add_argument("--max-trials", type=int, help="stop after starting this many")
+            p.add_argument(
+                "--lease",
+                type=float,
+                default=60.0,
+                help="seconds before a silent runner's trials are free again",
+            )
+            p.add_argument("--no-progress", action="store_true", help="no progress display")
+
+    p = verbs.add_parser("status", help="experiments and their trials by status")
+    p.add_argument("name", nargs="?", help="only this experiment")
+    _store_option(p)
+
+    p = verbs.add_parser(
+        "results", help="one row per trial, as a table, CSV, JSON lines or Parquet"
+    )
+    p.add_argument("name")
+    _store_option(p)
+    p.add_argument("--format", default="table", choices=["table", "csv", "jsonl", "parquet"])
+    p.add_argument("-o", "--output", help="write to this file (default: standard output)")
+    p.add_argument(
+        "--status",
+        action="append",
+        choices=STATUS_CHOICES,
+        help="only trials in this status (repeatable)",
+    )
+
+    p = verbs.add_parser("show", help="one trial: params, result, error, metrics, artifacts")
+    p.add_argument("name")
+    p.add_argument("trial_id", type=int)
+    _store_option(p)
+
+    p = verbs.add_parser("reset", help="send failed (or stuck, or all) trials back to pending")
+    p.add_argument("name")
+    _store_option(p)
+    p.add_argument(
+        "--status",
+        action="append",
+        choices=STATUS_CHOICES,
+        help="which trials (default: failed; repeatable)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    from sweeplab.cli import commands
+
+    try:
+        code = getattr(commands, f"cmd_{args.verb}")(args)
+    except KeyboardInterrupt as exc:
+        commands.report_interrupt(exc)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # trial threads that ignore the interrupt must not hold the exit
+        os._exit(EXIT_INTERRUPTED)
+    except (UsageError, StoreError) as exc:
+        _print_error(exc, args.verbose)
+        code = EXIT_USAGE
+    except SweeplabError as exc:
+        _print_error(exc, args.verbose)
+        code = EXIT_FAILED
+    raise SystemExit(code)
+
+
+def _print_error(exc: BaseException, verbose: bool) -> None:
+    print(f"sweeplab: error: {exc}", file=sys.stderr)
+    cause: Any = exc.__cause__
+    while verbose and cause is not None:
+        print(f"  caused by {type(cause).__name__}: {cause}", file=sys.stderr)
+        cause = cause.__cause__
