@@ -175,7 +175,7 @@ class Experiment:
             if display is not None:
                 display.close()
         if report.interrupted:
-            raise RunInterrupted(report)
+            raise RunInterrupted(report) from runner.interruption
         return report
 
     def status(self) -> dict[str, int]:

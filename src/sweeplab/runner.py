@@ -133,6 +133,8 @@ class Runner:
         self._last_flush = time.monotonic()
         self._claimed = 0
         self._exhausted = False
+        #: the KeyboardInterrupt (or subclass, for SIGTERM) that stopped the run
+        self.interruption: KeyboardInterrupt | None = None
 
     def run(self) -> RunReport:
         started = time.monotonic()
@@ -151,8 +153,9 @@ class Runner:
                     self.backend.stop(cancel=False)
                 except KeyboardInterrupt as exc:
                     with _sigint_ignored():
-                        self._cancel(exc)
+                        self._cancel()
                     self.report.interrupted = True
+                    self.interruption = exc
         finally:
             with _sigint_ignored():
                 store.release(lease)
@@ -276,7 +279,7 @@ class Runner:
             self._unrecorded = []
         self._last_flush = time.monotonic()
 
-    def _cancel(self, interrupt: KeyboardInterrupt) -> None:
+    def _cancel(self) -> None:
         """Ctrl-C: stop the trials, record those that finished, hand back the others."""
         self.backend.stop(cancel=True)
         done, _ = cf.wait(self._inflight, timeout=CANCEL_GRACE_S)

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from sweeplab.errors import StoreError, SweeplabError, UsageError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 STATUS_CHOICES = ["failed", "running", "stuck", "pending", "done", "all"]
 
 
@@ -111,18 +112,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: stop like Ctrl-C (finish recording, hand back the rest)."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     from sweeplab.cli import commands
 
+    # Ctrl-C and SIGTERM stop a run cleanly, even when a shell started us with SIGINT
+    # ignored (as it does for background jobs).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code = getattr(commands, f"cmd_{args.verb}")(args)
     except KeyboardInterrupt as exc:
         commands.report_interrupt(exc)
         sys.stdout.flush()
         sys.stderr.flush()
+        terminated = isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated)
         # trial threads that ignore the interrupt must not hold the exit
-        os._exit(EXIT_INTERRUPTED)
+        os._exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
     except (UsageError, StoreError) as exc:
         _print_error(exc, args.verbose)
         code = EXIT_USAGE
