@@ -20,6 +20,7 @@ from sweeplab.runner import Progress, RunReport
 from sweeplab.space import Space, cases, choice, grid, loguniform, randint, sample, uniform
 from sweeplab.store import open_store
 from sweeplab.trial import Trial, TrialRecord, TrialStatus
+from sweeplab.worker import work
 
 __all__ = [
     "Backend",
@@ -52,4 +53,5 @@ __all__ = [
     "randint",
     "sample",
     "uniform",
+    "work",
 ]

@@ -158,11 +158,12 @@ class Experiment:
         else:
             display = None
             on_progress = progress or None
+        record = self._experiment()
         runner = Runner(
             self.store,
-            self._experiment(),
-            self._function(),
             backend_obj,
+            experiments=[record],
+            functions={record.id: self._function()},
             timeout_s=timeout,
             retries=retries,
             max_trials=max_trials,

@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sweeplab.backends.base import Backend, WorkerCrashed
@@ -95,19 +95,28 @@ class _BatchSizer:
 
 
 class Runner:
-    """Runs the pending trials of one experiment on one backend."""
+    """Runs pending trials of some experiments (or all of a store's) on one backend.
+
+    With ``wait=False`` it returns when nothing is pending and no other holder is
+    running trials of those experiments: trials of a holder that dies come back when
+    its lease expires, and this runner takes them, so the work is finished as long as
+    one runner survives. With ``wait=True`` it keeps polling for new trials until it
+    is interrupted (a worker that waits for work).
+    """
 
     def __init__(
         self,
         store: BaseStore,
-        experiment: ExperimentRecord,
-        function: FunctionRef,
         backend: Backend,
         *,
+        experiments: Sequence[ExperimentRecord] | None = None,
+        functions: Mapping[int, FunctionRef] | None = None,
         timeout_s: float | None = None,
         retries: int = 0,
         max_trials: int | None = None,
         lease_s: float = 60.0,
+        wait: bool = False,
+        poll_s: float = 1.0,
         on_progress: Callable[[Progress], None] | None = None,
     ) -> None:
         if not backend.in_process and not store.shared_across_processes:
@@ -116,19 +125,24 @@ class Runner:
                 f"the {store.display_url} store: use a sqlite:///FILE store, or backend='threads'"
             )
         self.store = store
-        self.experiment = experiment
-        self.function = function
         self.backend = backend
+        self._chosen = None if experiments is None else [e.id for e in experiments]
+        self._experiments = {e.id: e for e in experiments or []}
+        self._functions = dict(functions or {})
         self.timeout_s = timeout_s
         self.max_attempts = 1 + max(0, int(retries))
         self.max_trials = max_trials
         self.lease_s = float(lease_s)
+        self.wait = wait
+        self.poll_s = poll_s
         self.on_progress = on_progress
         self.lease = Lease.for_this_process()
-        self.report = RunReport(experiment.name, backend.name)
+        label = ", ".join(e.name for e in experiments) if experiments else "all experiments"
+        self.report = RunReport(label, backend.name)
         self._sizer = _BatchSizer()
         self._inflight: dict[cf.Future, tuple[TrialTask, ...]] = {}
-        self._solo: list[TrialTask] = []  # trials of a lost batch, to run one at a time
+        self._experiment_of: dict[cf.Future, int] = {}
+        self._solo: list[tuple[int, TrialTask]] = []  # trials of a lost batch, one at a time
         self._unrecorded: list[Outcome] = []
         self._last_flush = time.monotonic()
         self._claimed = 0
@@ -141,8 +155,7 @@ class Runner:
         store, lease = self.store, self.lease
         store.reclaim(lease.host, _pid_alive)
         store.register_worker(lease, self.backend.slots, self.backend.name)
-        counts = store.counts(self.experiment.id)
-        self._progress = _ProgressTracker(self.experiment.name, counts, self.on_progress)
+        self._progress = _ProgressTracker(self.report.experiment, self._counts(), self.on_progress)
         register_sink(self._store_key(), store)
         executor = self.backend.start()
         try:
@@ -161,19 +174,45 @@ class Runner:
                 store.release(lease)
                 store.unregister_worker(lease)
             self.report.duration_s = time.monotonic() - started
-            self.report.counts = {str(s): n for s, n in store.counts(self.experiment.id).items()}
+            self.report.counts = {str(s): n for s, n in self._counts().items()}
             self._progress.finish()
         return self.report
 
     def _store_key(self) -> str:
         return getattr(self.store, "url_for_workers", None) or self.store.display_url
 
+    def _counts(self) -> dict[TrialStatus, int]:
+        ids = self._chosen if self._chosen is not None else [e.id for e in self.store.experiments()]
+        total = dict.fromkeys(TrialStatus, 0)
+        for experiment_id in ids:
+            for status, n in self.store.counts(experiment_id).items():
+                total[status] += n
+        return total
+
+    def _function(self, experiment_id: int) -> FunctionRef:
+        ref = self._functions.get(experiment_id)
+        if ref is None:
+            record = self._experiments.get(experiment_id)
+            if record is None:  # added to the store after this runner started
+                self._experiments = {e.id: e for e in self.store.experiments()}
+                record = self._experiments[experiment_id]
+            ref = self._functions[experiment_id] = FunctionRef(
+                record.target, record.function_pickle
+            )
+        return ref
+
     # -- the loop ------------------------------------------------------------------
     def _loop(self, executor: cf.Executor) -> None:
         while True:
             self._fill(executor)
             if not self._inflight:
-                return
+                self._flush()  # our own finished trials must not look like others' running ones
+                if not self._should_wait():
+                    return
+                time.sleep(self.poll_s)
+                self._exhausted = False
+                self._progress.tick(0)
+                continue
             done, _ = cf.wait(
                 self._inflight, timeout=PROGRESS_INTERVAL_S, return_when=cf.FIRST_COMPLETED
             )
@@ -185,10 +224,21 @@ class Runner:
                 self._flush()
             self._progress.tick(len(self._inflight))
 
+    def _should_wait(self) -> bool:
+        """Nothing to claim now: wait for trials that other holders still run, or for more."""
+        if self.max_trials is not None and self._claimed >= self.max_trials:
+            return False
+        if self.wait:
+            return True
+        counts = self._counts()
+        # running here means held by someone else: this runner holds nothing now
+        return counts[TrialStatus.PENDING] + counts[TrialStatus.RUNNING] > 0
+
     def _fill(self, executor: cf.Executor) -> None:
         """Keep every slot busy and one batch queued behind each."""
         while self._solo and len(self._inflight) < 2 * self.backend.slots:
-            self._submit(executor, (self._solo.pop(0),))
+            experiment_id, task = self._solo.pop(0)
+            self._submit(executor, experiment_id, (task,))
         while not self._exhausted and len(self._inflight) < 2 * self.backend.slots:
             limit = self._sizer.size
             if self.max_trials is not None:
@@ -197,23 +247,36 @@ class Runner:
                     self._exhausted = True
                     return
             claimed = self.store.claim(
-                self.lease, limit, self.lease_s, self.max_attempts, [self.experiment.id]
+                self.lease, limit, self.lease_s, self.max_attempts, self._chosen
             )
             if not claimed:
                 self._exhausted = True
                 return
             self._claimed += len(claimed)
             self._progress.claimed(len(claimed))
-            self._submit(executor, tuple(c.task for c in claimed))
+            by_experiment: dict[int, list[TrialTask]] = {}
+            for c in claimed:
+                by_experiment.setdefault(c.experiment_id, []).append(c.task)
+            for experiment_id, tasks in by_experiment.items():
+                self._submit(executor, experiment_id, tuple(tasks))
 
-    def _submit(self, executor: cf.Executor, tasks: tuple[TrialTask, ...]) -> None:
-        batch = Batch(self.function, tasks, self.lease.owner, self._store_key(), self.timeout_s)
+    def _submit(
+        self, executor: cf.Executor, experiment_id: int, tasks: tuple[TrialTask, ...]
+    ) -> None:
+        batch = Batch(
+            self._function(experiment_id),
+            tasks,
+            self.lease.owner,
+            self._store_key(),
+            self.timeout_s,
+        )
         try:
             future = executor.submit(run_batch, batch)
         except BatchInterrupted as exc:  # an inline executor was running it
             self._accept(tasks, exc.outcomes)
             raise KeyboardInterrupt from exc
         self._inflight[future] = tasks
+        self._experiment_of[future] = experiment_id
         if future.done():  # an inline executor ran it already: record without waiting
             self._collect(future, self._inflight.pop(future))
             if self._unrecorded and time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
@@ -222,6 +285,7 @@ class Runner:
 
     # -- outcomes --------------------------------------------------------------------
     def _collect(self, future: cf.Future, tasks: tuple[TrialTask, ...]) -> None:
+        experiment_id = self._experiment_of.pop(future)
         try:
             outcomes = future.result()
         except BatchInterrupted as exc:
@@ -231,7 +295,7 @@ class Runner:
             self._crashed(tasks, exc)
             return
         except Exception as exc:
-            self._lost(tasks, exc)
+            self._lost(experiment_id, tasks, exc)
             return
         self._accept(tasks, outcomes)
 
@@ -265,10 +329,10 @@ class Runner:
             self._progress.released(len(rest))
             self._exhausted = False
 
-    def _lost(self, tasks: tuple[TrialTask, ...], exc: Exception) -> None:
+    def _lost(self, experiment_id: int, tasks: tuple[TrialTask, ...], exc: Exception) -> None:
         """The engine lost a batch without saying why: run its trials one at a time."""
         if len(tasks) > 1:
-            self._solo.extend(tasks)
+            self._solo.extend((experiment_id, t) for t in tasks)
             return
         cause = f"{type(exc).__name__}: {exc}".strip()
         self._accept(tasks, [_failure(tasks[0], ErrorKind.CRASH, f"crash: {cause}")])
@@ -320,7 +384,7 @@ def _sigint_ignored() -> Iterator[None]:
 
 
 class _Heartbeat:
-    """Extends the lease every third of its length from a daemon thread."""
+    """Extends the lease, and frees the trials of dead holders, every third of a lease."""
 
     def __init__(self, store: BaseStore, lease: Lease, lease_s: float) -> None:
         self._store, self._lease, self._lease_s = store, lease, lease_s
@@ -331,6 +395,8 @@ class _Heartbeat:
         while not self._stop.wait(self._lease_s / 3):
             with contextlib.suppress(Exception):  # a missed beat is retried at the next one
                 self._store.heartbeat(self._lease, self._lease_s)
+                # trials of holders that died anywhere come back once their lease expires
+                self._store.reclaim(self._lease.host, _pid_alive)
 
     def __enter__(self) -> _Heartbeat:
         self._thread.start()

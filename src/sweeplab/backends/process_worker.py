@@ -1,7 +1,8 @@
-"""The child side of the processes backend: ``python -m sweeplab.backends.process_worker R W``.
+"""The child side of the processes backend: ``python -m sweeplab.backends.process_worker``.
 
 A fresh interpreter (no fork of the runner, no re-import of the user's ``__main__``)
-that reads calls from fd R and writes replies to fd W, one framed pickle each:
+started with R W PARENT: it reads calls from fd R and writes replies to fd W, one framed
+pickle each, and exits at once if PARENT is no longer its parent:
 
     parent -> child   ("call", job_id, cloudpickle of (fn, args, kwargs))  |  ("stop",)
     child -> parent   ("outcome", job_id, Outcome)     one per finished trial of a batch
@@ -54,8 +55,9 @@ def _read_exactly(fd: int, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def _die_with_parent() -> None:
-    parent = os.getppid()
+def _die_with_parent(parent: int) -> None:
+    if os.getppid() != parent:  # the parent died while this interpreter was starting
+        os._exit(1)
     try:
         import ctypes
 
@@ -79,9 +81,9 @@ def _streamer(write_fd: int, job_id: int) -> Any:
     return lambda outcome: send(write_fd, ("outcome", job_id, outcome))
 
 
-def main(read_fd: int, write_fd: int) -> None:
+def main(read_fd: int, write_fd: int, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
+    _die_with_parent(parent)
     from sweeplab.execution import run_batch  # after the signal set-up: imports take time
 
     while True:
@@ -93,18 +95,27 @@ def main(read_fd: int, write_fd: int) -> None:
             return
         _, job_id, payload = message
         try:
-            fn, args, kwargs = pickle.loads(payload)
-            if fn is run_batch:
-                kwargs = {**kwargs, "on_outcome": _streamer(write_fd, job_id)}
-            value = fn(*args, **kwargs)
-        except BaseException as exc:
-            try:
-                send(write_fd, ("error", job_id, exc))
-            except Exception:
-                send(write_fd, ("error", job_id, RuntimeError(f"{type(exc).__name__}: {exc}")))
-            continue
-        send(write_fd, ("result", job_id, None if fn is run_batch else value))
+            _reply(write_fd, job_id, payload, run_batch)
+        except OSError:
+            return  # the parent is gone: nobody to report to
+
+
+def _reply(write_fd: int, job_id: int, payload: bytes, run_batch: Any) -> None:
+    try:
+        fn, args, kwargs = pickle.loads(payload)
+        if fn is run_batch:
+            kwargs = {**kwargs, "on_outcome": _streamer(write_fd, job_id)}
+        value = fn(*args, **kwargs)
+    except BrokenPipeError:
+        raise
+    except BaseException as exc:
+        try:
+            send(write_fd, ("error", job_id, exc))
+        except (pickle.PicklingError, TypeError, AttributeError):  # an unpicklable exception
+            send(write_fd, ("error", job_id, RuntimeError(f"{type(exc).__name__}: {exc}")))
+        return
+    send(write_fd, ("result", job_id, None if fn is run_batch else value))
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]))
+    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))

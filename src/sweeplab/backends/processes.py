@@ -58,6 +58,7 @@ class _Worker:
                 "sweeplab.backends.process_worker",
                 str(to_child_r),
                 str(from_child_w),
+                str(os.getpid()),
             ],
             pass_fds=(to_child_r, from_child_w),
             start_new_session=False,
@@ -150,6 +151,13 @@ class ProcessPool(Executor):
         self._workers: list[_Worker] = []
         self._next_id = 0
         self._shutdown = False
+        # Linux kills a child when the *thread* that started it ends (PR_SET_PDEATHSIG),
+        # so every worker is started by this one thread, which lives as long as the pool.
+        self._spawn_wanted = threading.Event()
+        self._spawner = threading.Thread(
+            target=self._spawn_loop, daemon=True, name="sweeplab-spawner"
+        )
+        self._spawner.start()
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:
         future: Future = Future()
@@ -173,16 +181,23 @@ class ProcessPool(Executor):
             return self._next_id
 
     def _dispatch(self) -> None:
-        """Give queued jobs to idle workers, starting workers up to the pool size (lock held)."""
-        while self._queue:
-            if not self._idle:
-                if len(self._workers) >= self._size:
+        """Give queued jobs to idle workers; ask for more workers if there is room (lock held)."""
+        while self._queue and self._idle:
+            self._idle.pop().run(self._queue.popleft())
+        if self._queue and len(self._workers) < self._size:
+            self._spawn_wanted.set()
+
+    def _spawn_loop(self) -> None:
+        while True:
+            self._spawn_wanted.wait()
+            self._spawn_wanted.clear()
+            with self._lock:
+                if self._shutdown:
                     return
-                worker = _Worker(self)
-                self._workers.append(worker)
-            else:
-                worker = self._idle.pop()
-            worker.run(self._queue.popleft())
+                while self._queue and len(self._workers) < self._size:
+                    worker = _Worker(self)
+                    self._workers.append(worker)
+                    worker.run(self._queue.popleft())
 
     def _job_finished(self, worker: _Worker, job: _Job, kind: str, value: Any) -> None:
         if kind == "result":
@@ -235,6 +250,7 @@ class ProcessPool(Executor):
         if wait:
             for worker in workers:
                 worker.reader.join(timeout=STOP_GRACE_S)
+        self._spawn_wanted.set()  # the spawner ends only now: its children are gone
 
 
 class ProcessesBackend(Backend):

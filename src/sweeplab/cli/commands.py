@@ -68,6 +68,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_FAILED if report.counts.get("failed") else EXIT_OK
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    display = None if args.no_progress else ProgressDisplay()
+    try:
+        report = sl.work(
+            args.store,
+            args.workers,
+            backend="threads" if args.threads else "processes",
+            experiments=args.experiments,
+            max_trials=args.max_trials,
+            timeout=args.timeout,
+            retries=args.retries,
+            lease=args.lease,
+            wait=args.wait,
+            progress=display.update if display else None,
+        )
+    finally:
+        if display is not None:
+            display.close()
+    ran = report.done + report.failed
+    print(
+        f"worker: ran {ran} trials ({report.done} done, {report.failed} failed, "
+        f"{report.retried} retried) in {format_duration(report.duration_s)} of "
+        f"{report.experiment}"
+    )
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
 def _print_report(exp: sl.Experiment, report: sl.RunReport) -> None:
     ran = report.done + report.failed
     rate = ran / report.duration_s if report.duration_s > 0 else 0.0

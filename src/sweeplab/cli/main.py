@@ -77,6 +77,41 @@ def build_parser() -> argparse.ArgumentParser:
             )
             p.add_argument("--no-progress", action="store_true", help="no progress display")
 
+    p = verbs.add_parser(
+        "worker",
+        help="run pending trials of a shared store until none is left",
+        description="Claim, run and record trials from the store until none is left (or, "
+        "with --wait, until stopped). Start any number, on any number of machines.",
+    )
+    _store_option(p)
+    p.add_argument(
+        "-j",
+        "--workers",
+        type=int,
+        default=None,
+        help="parallel slots (-1: every core; default: every core)",
+    )
+    p.add_argument("--threads", action="store_true", help="run trials on threads, not processes")
+    p.add_argument(
+        "-e",
+        "--experiment",
+        action="append",
+        dest="experiments",
+        metavar="NAME",
+        help="only this experiment (repeatable; default: all)",
+    )
+    p.add_argument("--max-trials", type=int, help="stop after starting this many")
+    p.add_argument(
+        "--lease",
+        type=float,
+        default=60.0,
+        help="seconds after which a silent worker's trials are free again",
+    )
+    p.add_argument("--timeout", type=float, help="seconds before a trial is stopped")
+    p.add_argument("--retries", type=int, default=0, help="extra attempts per trial")
+    p.add_argument("--wait", action="store_true", help="when idle, wait for new trials")
+    p.add_argument("--no-progress", action="store_true", help="no progress display")
+
     p = verbs.add_parser("status", help="experiments and their trials by status")
     p.add_argument("name", nargs="?", help="only this experiment")
     _store_option(p)

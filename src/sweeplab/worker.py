@@ -1,0 +1,65 @@
+"""``work``: a worker that drains trials from a shared store (PyExperimenter's executor).
+
+Start it on as many machines as you like, by hand, from cron or from a scheduler: each
+claims batches of pending trials from one, some or all experiments of the store, runs
+them on its local slots, heartbeats its leases and records the outcomes. A worker that
+dies loses nothing: its trials come back when its lease expires, and another worker runs
+them. The functions are found from what the experiments recorded when trials were added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from sweeplab.backends import Backend, make_backend
+from sweeplab.errors import UsageError
+from sweeplab.runner import Progress, Runner, RunReport
+from sweeplab.store import BaseStore, open_store
+
+
+def work(
+    store: str | BaseStore | None = None,
+    workers: int | None = None,
+    *,
+    backend: str | Backend = "processes",
+    experiments: Sequence[str] | None = None,
+    max_trials: int | None = None,
+    timeout: float | None = None,
+    retries: int = 0,
+    lease: float = 60.0,
+    wait: bool = False,
+    poll: float = 1.0,
+    progress: Callable[[Progress], None] | None = None,
+) -> RunReport:
+    """Run pending trials of ``experiments`` (default: all) from ``store`` until none is left.
+
+    Returns when nothing is pending and no other worker still runs trials that could come
+    back, or with ``wait=True`` keeps polling every ``poll`` seconds for new trials.
+    ``max_trials`` stops after that many (PyExperimenter's ``max_experiments``).
+    Ctrl-C or SIGTERM: stop taking trials, record the finished ones, hand back the rest.
+    """
+    from sweeplab.experiment import RunInterrupted
+
+    if max_trials is not None and max_trials < 1:
+        raise UsageError(f"max_trials={max_trials!r}: give 1 or more")
+    if timeout is not None and not timeout > 0:
+        raise UsageError(f"timeout={timeout!r}: give a positive number of seconds")
+    backend_obj = make_backend(backend, workers)
+    store_obj = open_store(store, create=False)
+    records = None if experiments is None else [store_obj.experiment(n) for n in experiments]
+    runner = Runner(
+        store_obj,
+        backend_obj,
+        experiments=records,
+        timeout_s=timeout,
+        retries=retries,
+        max_trials=max_trials,
+        lease_s=lease,
+        wait=wait,
+        poll_s=poll,
+        on_progress=progress,
+    )
+    report = runner.run()
+    if report.interrupted:
+        raise RunInterrupted(report) from runner.interruption
+    return report
