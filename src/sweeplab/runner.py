@@ -230,6 +230,9 @@ class Runner:
             return False
         if self.wait:
             return True
+        # holding nothing now, so any trial still under this lease is a claim whose commit
+        # reply was lost to a dropped connection: hand it back rather than wait on it
+        self.store.release(self.lease)
         counts = self._counts()
         # running here means held by someone else: this runner holds nothing now
         return counts[TrialStatus.PENDING] + counts[TrialStatus.RUNNING] > 0

@@ -51,14 +51,16 @@ def family(url: URL) -> str:
     return backend
 
 
-def make_engine(url: URL) -> Engine:
+def make_engine(url: URL, connect_args: dict[str, Any] | None = None) -> Engine:
     kind = family(url)
     if kind == "sqlite":
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
         _set_up_sqlite(engine)
         return engine
     _require_driver(url)
-    return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=2, max_overflow=4, connect_args=connect_args or {}
+    )
 
 
 def _require_driver(url: URL) -> None:

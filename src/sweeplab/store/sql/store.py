@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, insert, inspect, select
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
 from sweeplab._version import __version__
 from sweeplab.errors import (
@@ -34,6 +37,7 @@ from sweeplab.store.base import (
 )
 from sweeplab.store.sql import dialects
 from sweeplab.store.sql import statements as q
+from sweeplab.store.sql.credentials import driver_options, with_credentials
 from sweeplab.store.sql.schema import (
     SCHEMA_VERSION,
     artifacts,
@@ -50,18 +54,63 @@ ADD_CHUNK = 5000
 ID_CHUNK = 900  # below SQLite's oldest limit on bound variables
 
 
+#: how long a server store keeps retrying a dropped connection (a restart, a failover)
+RETRY_FOR_S = float(os.environ.get("SWEEPLAB_DB_RETRY_S", "300"))
+
+log = logging.getLogger("sweeplab.store")
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _retried(method: _Method) -> _Method:
+    """Retry a store operation while a server database is unreachable.
+
+    Safe because every operation is one transaction that either committed or did not,
+    and each is idempotent or fenced: recording an outcome twice records it once, and a
+    claim whose commit was lost leaves trials under this lease that the runner hands
+    back when it finds itself holding trials it does not know.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: SQLStore, *args: Any, **kwargs: Any) -> Any:
+        delay, deadline = 0.1, None
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except StoreError as exc:
+                if self.kind == "sqlite" or not _transient(exc.__cause__):
+                    raise
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + RETRY_FOR_S
+                    log.warning("%s; retrying for up to %.0f s", exc, RETRY_FOR_S)
+                if now >= deadline:
+                    raise StoreError(f"{exc} (gave up after {RETRY_FOR_S:.0f} s)") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _transient(exc: BaseException | None) -> bool:
+    """A dropped or refused connection, a deadlock: worth another try."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (OperationalError, InterfaceError))
+
+
 class SQLStore(BaseStore):
     """A store in an SQL database. ``create=False`` refuses to make a new one."""
 
     def __init__(self, url: str | URL, *, create: bool = True) -> None:
-        self.url = dialects.normalize_url(url)
+        self.url = with_credentials(dialects.normalize_url(url))
         self.display_url = self.url.render_as_string(hide_password=True)
         #: the full URL, password included, for this machine's worker processes only
         self.url_for_workers = self.url.render_as_string(hide_password=False)
         self.kind = dialects.family(self.url)
         if self.kind == "sqlite":
             _check_sqlite_file(self.url, create)
-        self.engine = dialects.make_engine(self.url)
+        self.engine = dialects.make_engine(self.url, driver_options(self.url))
         self._skip_locked = dialects.skip_locked(self.kind)
         with self._translated("open"):
             self._open_schema(create)
@@ -146,6 +195,7 @@ class SQLStore(BaseStore):
         self.engine.dispose()
 
     # -- experiments ---------------------------------------------------------------
+    @_retried
     def ensure_experiment(
         self, name: str, target: str | None, function_pickle: bytes | None
     ) -> ExperimentRecord:
@@ -167,6 +217,7 @@ class SQLStore(BaseStore):
                 )
             return ExperimentRecord(row.id, name, target, function_pickle, row.created_at)
 
+    @_retried
     def experiment(self, name: str) -> ExperimentRecord:
         with self._translated("read"), self._read() as conn:
             row = conn.execute(q.experiment_by_name, {"p_name": name}).one_or_none()
@@ -178,6 +229,7 @@ class SQLStore(BaseStore):
                 )
         return _experiment(row)
 
+    @_retried
     def experiments(self) -> list[ExperimentRecord]:
         with self._translated("read"), self._read() as conn:
             return [_experiment(r) for r in conn.execute(q.all_experiments)]
@@ -205,9 +257,13 @@ class SQLStore(BaseStore):
                     }
                     for t in chunk
                 ]
-                added += max(conn.execute(stmt, params).rowcount, 0)
+                if self.kind == "postgresql":  # psycopg does not sum executemany's rowcount
+                    added += len(conn.execute(stmt.returning(trials.c.id), params).all())
+                else:
+                    added += max(conn.execute(stmt, params).rowcount, 0)
         return added
 
+    @_retried
     def claim(
         self,
         lease: Lease,
@@ -246,6 +302,7 @@ class SQLStore(BaseStore):
             for r, a in zip(rows, attempts)
         ]
 
+    @_retried
     def record(self, lease: Lease, outcomes: Sequence[Outcome]) -> int:
         if not outcomes:
             return 0
@@ -284,6 +341,7 @@ class SQLStore(BaseStore):
             stmt = stmt.with_for_update()
         return dict(conn.execute(stmt, {"p_ids": ids, "p_owner": lease.owner}).all())
 
+    @_retried
     def release(self, lease: Lease, trial_ids: Sequence[int] | None = None) -> int:
         with self._translated("release trials in"), self._write() as conn:
             if trial_ids is None:
@@ -296,6 +354,7 @@ class SQLStore(BaseStore):
                 ).rowcount
             return released
 
+    @_retried
     def heartbeat(self, lease: Lease, lease_s: float) -> int:
         with self._translated("heartbeat in"), self._write() as conn:
             conn.execute(q.heartbeat_worker(self.kind), {"p_owner": lease.owner})
@@ -303,6 +362,7 @@ class SQLStore(BaseStore):
                 q.heartbeat_trials(self.kind), {"p_owner": lease.owner, "p_lease_s": lease_s}
             ).rowcount
 
+    @_retried
     def reclaim(self, host: str, is_alive: Callable[[int], bool]) -> int:
         with self._translated("reclaim trials in"), self._write() as conn:
             pids = set(conn.execute(q.running_pids_on_host, {"p_host": host}).scalars())
@@ -314,6 +374,7 @@ class SQLStore(BaseStore):
             conn.execute(q.forget_dead_workers(self.kind), params)
         return failed + requeued
 
+    @_retried
     def counts(self, experiment_id: int) -> dict[TrialStatus, int]:
         with self._translated("read"), self._read() as conn:
             rows = conn.execute(q.counts_by_status, {"p_experiment_id": experiment_id}).all()
@@ -321,6 +382,7 @@ class SQLStore(BaseStore):
         counts.update({TrialStatus(status): n for status, n in rows})
         return counts
 
+    @_retried
     def trials(
         self, experiment_id: int, statuses: Sequence[TrialStatus] | None = None
     ) -> list[TrialRecord]:
@@ -333,6 +395,7 @@ class SQLStore(BaseStore):
             ).scalar_one()
             return [_trial(name, r) for r in conn.execute(query.order_by(trials.c.id))]
 
+    @_retried
     def trial(self, experiment_id: int, trial_id: int) -> TrialRecord | None:
         with self._translated("read"), self._read() as conn:
             name = conn.execute(
@@ -343,6 +406,7 @@ class SQLStore(BaseStore):
             ).one_or_none()
         return None if row is None else _trial(name, row)
 
+    @_retried
     def reset(self, experiment_id: int, statuses: Sequence[TrialStatus]) -> int:
         with self._translated("reset trials in"), self._write() as conn:
             return conn.execute(
@@ -350,28 +414,33 @@ class SQLStore(BaseStore):
                 {"p_experiment_id": experiment_id, "p_statuses": [str(s) for s in statuses]},
             ).rowcount
 
+    @_retried
     def metrics(self, experiment_id: int) -> list[MetricRecord]:
         with self._translated("read"), self._read() as conn:
             rows = conn.execute(q.metrics_of_experiment, {"p_experiment_id": experiment_id})
             return [MetricRecord(*r) for r in rows]
 
     # -- trial sink ----------------------------------------------------------------
+    @_retried
     def save_checkpoint(self, trial_id: int, owner: str, data: bytes) -> None:
         with self._translated("checkpoint to"), self._write() as conn:
             self._require_held(conn, trial_id, owner)
             values = {"trial_id": trial_id, "data": data, "updated_at": time.time()}
             conn.execute(dialects.upsert(self.kind, checkpoints, ["trial_id"], values))
 
+    @_retried
     def load_checkpoint(self, trial_id: int) -> bytes | None:
         with self._translated("read"), self._read() as conn:
             return conn.execute(q.checkpoint_of_trial, {"p_trial_id": trial_id}).scalar()
 
+    @_retried
     def save_artifact(self, trial_id: int, owner: str, name: str, data: bytes) -> None:
         with self._translated("save an artifact to"), self._write() as conn:
             self._require_held(conn, trial_id, owner)
             values = {"trial_id": trial_id, "name": name, "data": data, "created_at": time.time()}
             conn.execute(dialects.upsert(self.kind, artifacts, ["trial_id", "name"], values))
 
+    @_retried
     def artifacts(self, trial_id: int) -> dict[str, bytes]:
         query = select(artifacts.c.name, artifacts.c.data).where(artifacts.c.trial_id == trial_id)
         with self._translated("read"), self._read() as conn:
@@ -386,6 +455,7 @@ class SQLStore(BaseStore):
             )
 
     # -- workers -------------------------------------------------------------------
+    @_retried
     def register_worker(self, lease: Lease, slots: int, backend: str) -> None:
         now = time.time()
         with self._translated("register a worker in"), self._write() as conn:
@@ -403,10 +473,12 @@ class SQLStore(BaseStore):
             )
             conn.execute(q.heartbeat_worker(self.kind), {"p_owner": lease.owner})
 
+    @_retried
     def unregister_worker(self, lease: Lease) -> None:
         with self._translated("unregister a worker from"), self._write() as conn:
             conn.execute(q.delete_worker, {"p_owner": lease.owner})
 
+    @_retried
     def workers(self) -> list[WorkerRecord]:
         with self._translated("read"), self._read() as conn:
             return [WorkerRecord(*r) for r in conn.execute(q.all_workers)]
