@@ -126,30 +126,47 @@ def report_interrupt(exc: KeyboardInterrupt) -> None:
     )
 
 
+RATE_WINDOW_S = 60.0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
+    import time
+
     from rich.console import Console
     from rich.table import Table
 
     store = sl.open_store(args.store, create=False)
     names = [args.name] if args.name else [e.name for e in store.experiments()]
     table = Table(title=f"store {store.display_url}")
-    for column in ("experiment", "trials", "pending", "running", "done", "failed"):
+    columns = ("experiment", "trials", "pending", "running", "done", "failed", "rate", "ETA")
+    for column in columns:
         table.add_column(column, justify="left" if column == "experiment" else "right")
+    now = time.time()
     for name in names:
-        counts = sl.Experiment.open(name, store=store).status()
+        record = store.experiment(name)
+        counts = {str(k): v for k, v in store.counts(record.id).items()}
+        rate = store.finished_since(record.id, now - RATE_WINDOW_S) / RATE_WINDOW_S
+        left = counts["pending"] + counts["running"]
+        eta = format_duration(left / rate) if rate > 0 and left else "-"
         table.add_row(
             name,
             str(sum(counts.values())),
             *(str(counts[s]) for s in ("pending", "running", "done", "failed")),
+            f"{rate:.1f}/s" if rate else "-",
+            eta,
         )
     console = Console()
     console.print(table)
     workers = store.workers()
     if workers:
-        console.print(
-            f"{len(workers)} worker(s): "
-            + "; ".join(f"{w.host} pid {w.pid} ({w.backend}, {w.slots} slots)" for w in workers)
-        )
+        console.print(f"{len(workers)} worker(s):")
+        for w in workers:
+            silent = now - w.heartbeat_at
+            state = "alive" if silent < 120 else f"silent for {format_duration(silent)}"
+            console.print(
+                f"  {w.host} pid {w.pid}: {w.backend}, {w.slots} slots, up "
+                f"{format_duration(now - w.started_at)}, {state}"
+            )
     return EXIT_OK
 
 

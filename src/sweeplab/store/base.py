@@ -174,6 +174,10 @@ class BaseStore(ABC):
     def counts(self, experiment_id: int) -> dict[TrialStatus, int]: ...
 
     @abstractmethod
+    def finished_since(self, experiment_id: int, since: float) -> int:
+        """How many trials finished (done or failed) after ``since``, in epoch seconds."""
+
+    @abstractmethod
     def trials(
         self, experiment_id: int, statuses: Sequence[TrialStatus] | None = None
     ) -> list[TrialRecord]: ...

@@ -233,6 +233,16 @@ class MemoryStore(BaseStore):
                     counts[row.status] += 1
         return counts
 
+    def finished_since(self, experiment_id: int, since: float) -> int:
+        with self._lock:
+            return sum(
+                1
+                for row in self._rows.values()
+                if row.experiment_id == experiment_id
+                and row.finished_at is not None
+                and row.finished_at > since
+            )
+
     def trials(
         self, experiment_id: int, statuses: Sequence[TrialStatus] | None = None
     ) -> list[TrialRecord]:

@@ -77,6 +77,8 @@ trials = Table(
     # the claim scans pending trials of some experiments in id order
     Index("sweeplab_trials_claim", "status", "experiment_id", "id"),
     Index("sweeplab_trials_lease", "lease_owner"),
+    # status shows the rate of trials finished lately
+    Index("sweeplab_trials_finished", "experiment_id", "finished_at"),
 )
 
 metrics = Table(

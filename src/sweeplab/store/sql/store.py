@@ -13,7 +13,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, insert, inspect, select
+from sqlalchemy import Connection, func, insert, inspect, select
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
@@ -381,6 +381,14 @@ class SQLStore(BaseStore):
         counts = dict.fromkeys(TrialStatus, 0)
         counts.update({TrialStatus(status): n for status, n in rows})
         return counts
+
+    @_retried
+    def finished_since(self, experiment_id: int, since: float) -> int:
+        query = select(func.count()).where(
+            trials.c.experiment_id == experiment_id, trials.c.finished_at > since
+        )
+        with self._translated("read"), self._read() as conn:
+            return conn.execute(query).scalar_one()
 
     @_retried
     def trials(
