@@ -49,7 +49,7 @@ def server_database() -> Iterator[dict[str, str]]:
     for kind in SERVERS:
         url = _admin_url(kind)
         try:
-            engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+            engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
             with engine.connect() as conn:
                 conn.execute(sa.text(f"CREATE DATABASE {name}"))
         except Exception:
@@ -58,6 +58,7 @@ def server_database() -> Iterator[dict[str, str]]:
         made[kind] = url.set(database=name).render_as_string(hide_password=False)
     yield made
     for kind, engine in engines.items():
+        engine.dispose()  # a test may have restarted the server under the pooled connection
         with engine.connect() as conn:
             if kind == "postgres":
                 conn.execute(
