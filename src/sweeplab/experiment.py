@@ -8,6 +8,7 @@ exp.results()
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,8 @@ class Experiment:
         fn: Callable[..., Any],
         name: str | None = None,
         store: str | BaseStore | None = None,
+        *,
+        resources: Mapping[str, float] | None = None,
     ) -> None:
         if not callable(fn):
             raise TargetError(f"Experiment needs a function, not a {type(fn).__name__}")
@@ -53,6 +56,8 @@ class Experiment:
         self._store: BaseStore | None = None
         self._record: ExperimentRecord | None = None
         self._signature = Signature.of(fn)
+        #: what each trial needs, e.g. {"cpus": 2, "gpus": 0.5}; run(resources=...) overrides
+        self.resources = dict(resources) if resources else None
 
     @classmethod
     def open(cls, name: str, store: str | BaseStore | None = None) -> Experiment:
@@ -64,6 +69,7 @@ class Experiment:
         exp._store = open_store(store, create=False)
         exp._record = exp._store.experiment(name)
         exp._signature = None  # type: ignore[assignment]
+        exp.resources = None
         return exp
 
     @property
@@ -134,6 +140,7 @@ class Experiment:
         max_trials: int | None = None,
         lease: float = 60.0,
         progress: bool | Callable[[Progress], None] = False,
+        **backend_options: Any,
     ) -> RunReport:
         """Run the pending trials; return what happened.
 
@@ -142,6 +149,8 @@ class Experiment:
         trial that fails. ``max_trials``: stop after starting this many. ``lease``: seconds
         after which the trials of a runner that stopped heartbeating are free again.
         Ctrl-C records what finished, hands back the rest and raises ``RunInterrupted``.
+        Other keywords go to the backend: ``threads_per_worker=`` and ``address=`` for
+        dask, ``address=`` and ``resources=`` for ray, and so on.
         """
         if timeout is not None and not timeout > 0:
             raise UsageError(f"timeout={timeout!r}: give a positive number of seconds")
@@ -149,7 +158,12 @@ class Experiment:
             raise UsageError(f"max_trials={max_trials!r}: give 1 or more")
         if retries < 0:
             raise UsageError(f"retries={retries!r}: give 0 or more")
-        backend_obj = make_backend(backend, workers)
+        if self.resources and "resources" not in backend_options and isinstance(backend, str):
+            backend_options["resources"] = self.resources
+        backend_obj = make_backend(backend, workers, **backend_options)
+        if getattr(backend_obj, "serves_only", False):  # an MPI rank other than 0
+            backend_obj.serve()  # type: ignore[attr-defined]
+            return RunReport(self.name, backend_obj.name)
         if progress is True:
             from sweeplab.cli.progress import ProgressDisplay
 
@@ -178,6 +192,20 @@ class Experiment:
         if report.interrupted:
             raise RunInterrupted(report) from runner.interruption
         return report
+
+    def wait(self, timeout: float | None = None, poll: float = 2.0) -> dict[str, int]:
+        """Block until no trial is pending or running (work submitted with ``wait=False``).
+
+        Returns the counts by status; raises TimeoutError after ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            counts = self.status()
+            if counts["pending"] == 0 and counts["running"] == 0:
+                return counts
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"{self.name!r} still has unfinished trials: {counts}")
+            time.sleep(poll)
 
     def status(self) -> dict[str, int]:
         """How many trials are in each status."""

@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 import pandas as pd
 
 from sweeplab.errors import UsageError
+from sweeplab.jsonvalues import canonical_json
 from sweeplab.store.base import MetricRecord
 from sweeplab.trial import TrialRecord, TrialStatus
 
@@ -73,7 +74,8 @@ def summary_frame(trials: Sequence[TrialRecord], by: str | Sequence[str] | None)
     frame = results_frame([t for t in trials if t.status is TrialStatus.DONE])
     params = list(dict.fromkeys(k for t in trials for k in t.params))
     keys = params if by is None else ([by] if isinstance(by, str) else list(by))
-    unknown = [k for k in keys if k not in frame.columns]
+    # a parameter is a valid key even when no trial of it is done yet (the frame lacks it)
+    unknown = [k for k in keys if k not in frame.columns and k not in params]
     if unknown:
         raise UsageError(
             f"cannot group by {unknown}: choose among the parameters {params} or result fields"
@@ -90,7 +92,17 @@ def summary_frame(trials: Sequence[TrialRecord], by: str | Sequence[str] | None)
         return pd.DataFrame()
     if not keys:
         return frame[values].agg(["count", "mean", "std", "min", "max"]).T
+    for key in keys:
+        if key not in frame.columns:  # a parameter that only unfinished trials set
+            frame[key] = None
+        # list and dict values (layers=[64,64]) cannot be group keys: group by their JSON text
+        elif frame[key].map(lambda v: isinstance(v, (list, dict))).any():
+            frame[key] = frame[key].map(_hashable)
     return frame.groupby(keys, dropna=False)[values].agg(["count", "mean", "std", "min", "max"])
+
+
+def _hashable(value: Any) -> Any:
+    return canonical_json(value) if isinstance(value, (list, dict)) else value
 
 
 def metrics_frame(metrics: Sequence[MetricRecord], trials: Sequence[TrialRecord]) -> pd.DataFrame:

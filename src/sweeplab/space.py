@@ -69,7 +69,11 @@ def _axis_values(name: str, value: Any) -> list[Any]:
     if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
         return [value]
     tolist = getattr(value, "tolist", None)  # numpy arrays: one element per value
-    values = list(tolist()) if tolist is not None else list(value)
+    if tolist is not None:
+        value = tolist()
+        if not isinstance(value, list):  # a 0-d array is one value, not an axis
+            return [value]
+    values = list(value)
     if not values:
         raise SpaceError(f"grid axis {name!r} is empty: give it at least one value")
     return values
@@ -320,8 +324,11 @@ def cases(points: Iterable[Mapping[str, Any]]) -> Space:
     return Cases(points)
 
 
-def sample(n: int, seed: int = 0, **distributions: Any) -> Space:
-    """``n`` random points; each keyword is a distribution, a list (a choice) or a constant."""
+def sample(n: int, /, seed: int = 0, **distributions: Any) -> Space:
+    """``n`` random points; each keyword is a distribution, a list (a choice) or a constant.
+
+    ``n`` is positional-only so that a parameter may be called ``n``.
+    """
     return Sample(n, seed, distributions)
 
 

@@ -4,6 +4,7 @@ missing extra says which one to install."""
 from __future__ import annotations
 
 import importlib
+from concurrent.futures import Executor
 from typing import Any
 
 from sweeplab.backends.base import Backend, WorkerCrashed, resolve_workers
@@ -16,20 +17,38 @@ BACKENDS: dict[str, tuple[str, str, str | None]] = {
     "serial": ("sweeplab.backends.serial", "SerialBackend", None),
     "threads": ("sweeplab.backends.threads", "ThreadsBackend", None),
     "processes": ("sweeplab.backends.processes", "ProcessesBackend", None),
+    "dask": ("sweeplab.backends.dask", "DaskBackend", "dask"),
+    "ray": ("sweeplab.backends.ray", "RayBackend", "ray"),
+    "mpi": ("sweeplab.backends.mpi", "MPIBackend", "mpi"),
 }
 
 
-def make_backend(name: str | Backend, workers: int | None = None, **options: Any) -> Backend:
-    """The backend called ``name``, or ``name`` itself if it is one already."""
+def make_backend(
+    name: str | Backend | Executor, workers: int | None = None, **options: Any
+) -> Backend:
+    """The backend called ``name``; a Backend or any concurrent.futures.Executor as it is."""
     if isinstance(name, Backend):
         return name
+    if isinstance(name, Executor):
+        from sweeplab.backends.executor import ExecutorBackend
+
+        return ExecutorBackend(name, workers)
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
     module_name, class_name, extra = BACKENDS[name]
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        if extra is None:
+            raise
         raise BackendError(
             f'backend {name!r} needs an extra: pip install "sweeplab[{extra}]"'
         ) from exc
-    return getattr(module, class_name)(workers, **options)
+    try:
+        return getattr(module, class_name)(workers, **options)
+    except TypeError as exc:
+        if options and "argument" in str(exc):
+            raise BackendError(
+                f"backend {name!r} does not take {', '.join(sorted(options))}: {exc}"
+            ) from exc
+        raise

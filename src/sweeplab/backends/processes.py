@@ -10,6 +10,7 @@ and is replaced; a trial past its timeout that does not stop by itself is killed
 from __future__ import annotations
 
 import collections
+import math
 import os
 import select
 import signal
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +26,9 @@ from typing import Any
 import cloudpickle
 
 from sweeplab.backends.base import Backend, WorkerCrashed
+from sweeplab.backends.gpus import gpu_slots, visible_gpus
 from sweeplab.backends.process_worker import receive, send
+from sweeplab.errors import BackendError
 from sweeplab.execution import run_batch
 from sweeplab.trial import Outcome
 
@@ -47,8 +51,9 @@ class _Job:
 
 
 class _Worker:
-    def __init__(self, pool: ProcessPool) -> None:
+    def __init__(self, pool: ProcessPool, slot: int) -> None:
         self.pool = pool
+        self.slot = slot
         to_child_r, self.to_child = os.pipe()
         self.from_child, from_child_w = os.pipe()
         self.process = subprocess.Popen(
@@ -61,7 +66,7 @@ class _Worker:
                 str(os.getpid()),
             ],
             pass_fds=(to_child_r, from_child_w),
-            start_new_session=False,
+            env={**os.environ, **pool.slot_env(slot)},
         )
         os.close(to_child_r)
         os.close(from_child_w)
@@ -143,8 +148,10 @@ class _Worker:
 class ProcessPool(Executor):
     """An executor over ``workers`` local worker processes, started on first use."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, slot_envs: list[dict[str, str]] | None = None) -> None:
         self._size = workers
+        #: environment of each slot's process (its CUDA_VISIBLE_DEVICES, when trials want GPUs)
+        self._slot_envs = slot_envs or []
         self._lock = threading.Lock()
         self._queue: collections.deque[_Job] = collections.deque()
         self._idle: list[_Worker] = []
@@ -158,6 +165,9 @@ class ProcessPool(Executor):
             target=self._spawn_loop, daemon=True, name="sweeplab-spawner"
         )
         self._spawner.start()
+
+    def slot_env(self, slot: int) -> dict[str, str]:
+        return self._slot_envs[slot] if slot < len(self._slot_envs) else {}
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:
         future: Future = Future()
@@ -195,7 +205,9 @@ class ProcessPool(Executor):
                 if self._shutdown:
                     return
                 while self._queue and len(self._workers) < self._size:
-                    worker = _Worker(self)
+                    taken = {w.slot for w in self._workers}
+                    slot = min(set(range(self._size)) - taken)
+                    worker = _Worker(self, slot)
                     self._workers.append(worker)
                     worker.run(self._queue.popleft())
 
@@ -254,12 +266,33 @@ class ProcessPool(Executor):
 
 
 class ProcessesBackend(Backend):
+    """``resources={"gpus": g}``: each slot's process gets its own CUDA_VISIBLE_DEVICES."""
+
     name = "processes"
     isolates_crashes = True
     kills_on_timeout = True
 
+    def __init__(
+        self, workers: int | None = None, *, resources: Mapping[str, float] | None = None
+    ) -> None:
+        resources = dict(resources or {})
+        unknown = set(resources) - {"cpus", "gpus"}
+        if unknown:
+            raise BackendError(
+                f"unknown resources {sorted(unknown)} for the processes backend: use cpus, gpus"
+            )
+        devices = gpu_slots(float(resources.get("gpus", 0)), visible_gpus())
+        cpus = float(resources.get("cpus", 1))
+        if workers is None:
+            # GPU trials: one slot per GPU share; CPU trials: one per `cpus` cores
+            workers = len(devices) or max(1, math.floor((os.cpu_count() or 1) / max(cpus, 1e-9)))
+        super().__init__(workers)
+        if devices:
+            self.slots = min(self.slots, len(devices))
+        self._envs = [{"CUDA_VISIBLE_DEVICES": d} for d in devices]
+
     def start(self) -> Executor:
-        self._pool = ProcessPool(self.slots)
+        self._pool = ProcessPool(self.slots, self._envs)
         return self._pool
 
     def stop(self, *, cancel: bool) -> None:

@@ -44,6 +44,9 @@ def cmd_add(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     exp, space = _experiment_for(args)
     backend = make_backend(args.backend, args.workers)  # a bad name fails before any write
+    if getattr(backend, "serves_only", False):  # an MPI rank other than 0 only runs trials
+        exp.run(backend)
+        return EXIT_OK
     if space is not None:
         exp.add(space, repeat=args.repeat)
     elif sum(exp.status().values()) == 0:

@@ -79,6 +79,9 @@ def _call(name: str, inner: str) -> list[Any]:
         if all(isinstance(a, int) for a in (start, stop, step)):
             values = list(range(start, stop, step))
         else:
+            # one float among them makes every value a float, as in Hydra: 0 and 0.0
+            # are different points
+            start, stop, step = float(start), float(stop), float(step)
             count = max(0, int(-(-(stop - start) // step)))
             values = [round(start + i * step, 12) for i in range(count)]
         if not values:
