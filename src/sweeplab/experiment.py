@@ -140,6 +140,7 @@ class Experiment:
         max_trials: int | None = None,
         lease: float = 60.0,
         progress: bool | Callable[[Progress], None] = False,
+        wait: bool = True,
         **backend_options: Any,
     ) -> RunReport:
         """Run the pending trials; return what happened.
@@ -149,8 +150,11 @@ class Experiment:
         trial that fails. ``max_trials``: stop after starting this many. ``lease``: seconds
         after which the trials of a runner that stopped heartbeating are free again.
         Ctrl-C records what finished, hands back the rest and raises ``RunInterrupted``.
-        Other keywords go to the backend: ``threads_per_worker=`` and ``address=`` for
-        dask, ``address=`` and ``resources=`` for ray, and so on.
+        ``wait=False`` (dask and ray with ``address=``, slurm): start workers on the
+        engine and return at once; they go on after this process exits, and ``wait()``
+        or ``status()`` from any process follow them. Other keywords go to the backend:
+        ``threads_per_worker=`` and ``address=`` for dask, ``address=`` and ``resources=``
+        for ray, and so on.
         """
         if timeout is not None and not timeout > 0:
             raise UsageError(f"timeout={timeout!r}: give a positive number of seconds")
@@ -161,6 +165,8 @@ class Experiment:
         if self.resources and "resources" not in backend_options and isinstance(backend, str):
             backend_options["resources"] = self.resources
         backend_obj = make_backend(backend, workers, **backend_options)
+        if not wait:
+            return self._submit_workers(backend_obj, timeout, retries, lease)
         if getattr(backend_obj, "serves_only", False):  # an MPI rank other than 0
             backend_obj.serve()  # type: ignore[attr-defined]
             return RunReport(self.name, backend_obj.name)
@@ -191,6 +197,24 @@ class Experiment:
                 display.close()
         if report.interrupted:
             raise RunInterrupted(report) from runner.interruption
+        return report
+
+    def _submit_workers(
+        self, backend: Backend, timeout: float | None, retries: int, lease: float
+    ) -> RunReport:
+        submit = getattr(backend, "submit_workers", None)
+        if submit is None:
+            raise UsageError(
+                f"backend {backend.name!r} cannot outlive this process: wait=False needs "
+                "dask or ray with address=..., or slurm"
+            )
+        url = getattr(self.store, "url_for_workers", None)
+        if url is None or not self.store.shared_across_processes:
+            raise UsageError(f"wait=False needs a store other processes can open, not {url}")
+        self._experiment()
+        submit(url, [self.name], timeout=timeout, retries=retries, lease=lease)
+        report = RunReport(self.name, backend.name)
+        report.counts = self.status()
         return report
 
     def wait(self, timeout: float | None = None, poll: float = 2.0) -> dict[str, int]:

@@ -100,6 +100,11 @@ def resolve_target(target: str) -> Callable[..., Any]:
             ) from exc
         except AttributeError as exc:
             raise TargetError(f"module {module_part!r} has no function {name!r}") from exc
+        except Exception as exc:  # the module itself raised (or is not valid Python)
+            raise TargetError(
+                f"importing {module_part!r} for target {target!r} failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
     fn = _unwrap(fn)
     if not callable(fn):
         raise TargetError(f"{target!r} is a {type(fn).__name__}, not a function")

@@ -165,6 +165,8 @@ class Trial:
         step = None if step is None else int(step)
         for name, value in metrics.items():
             try:
+                if isinstance(value, (str, bytes)):
+                    raise TypeError
                 number = float(value)
             except (TypeError, ValueError):
                 raise TypeError(

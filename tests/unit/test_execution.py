@@ -251,11 +251,6 @@ def test_log_raises_type_error_for_objects() -> None:
         trial.log(xs=[1.0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="trial.Trial.log: float(value) accepts numeric strings, so trial.log(loss='0.5') "
-    "records 0.5 where a non-number should raise TypeError",
-)
 def test_log_refuses_numeric_strings() -> None:
     with pytest.raises(TypeError, match="metrics must be numbers"):
         Trial(task()).log(loss="0.5")

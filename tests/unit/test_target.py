@@ -98,11 +98,6 @@ def test_file_that_raises_at_import(write_module, source) -> None:
     assert path.stem not in sys.modules  # a half-imported module is not left behind
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="target.resolve_target: a module target whose import raises something other than "
-    "ImportError (RuntimeError, SyntaxError) escapes untranslated instead of as TargetError",
-)
 @pytest.mark.parametrize("source", ["raise RuntimeError('boom at import')", "def f(:\n"])
 def test_module_that_raises_at_import(write_module, monkeypatch, source) -> None:
     path = write_module(source)

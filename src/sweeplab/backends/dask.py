@@ -62,6 +62,39 @@ class DaskBackend(Backend):
             self._client = Client(self._cluster)
         return self._client.get_executor(pure=False)
 
+    def submit_workers(self, store_url: str, experiments: list[str], **work_options: Any) -> int:
+        """Start pull workers on the cluster and return at once (``run(wait=False)``).
+
+        Each worker is a task that runs ``sweeplab.work`` against the store, so it claims,
+        heartbeats and records on its own; the tasks are fired and forgotten, and go on
+        after this process exits. Needs a running scheduler (``address=``).
+        """
+        if self._address is None:
+            raise BackendError(
+                "wait=False needs a Dask cluster that outlives this process: pass "
+                "address='tcp://scheduler:8786' (a LocalCluster stops when the run returns)"
+            )
+        from distributed import fire_and_forget
+
+        from sweeplab.worker import work
+
+        with Client(self._address) as client:
+            threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
+            futures = [
+                client.submit(
+                    work,
+                    store_url,
+                    1,
+                    backend="serial",
+                    experiments=experiments,
+                    pure=False,
+                    **work_options,
+                )
+                for _ in range(max(1, threads))
+            ]
+            fire_and_forget(futures)
+        return len(futures)
+
     def stop(self, *, cancel: bool) -> None:
         if self._client is not None:
             self._client.close()

@@ -50,6 +50,28 @@ class _RayExecutor(cf.Executor):
         return remote.remote(*args, **kwargs).future()
 
 
+@ray.remote
+class _DetachedWorker:
+    """A pull worker that lives on after its submitter: it runs ``sweeplab.work`` on a
+    thread of its own and ends itself when that returns."""
+
+    def __init__(self, store_url: str, experiments: list[str], options: dict[str, Any]) -> None:
+        import threading
+
+        threading.Thread(target=self._work, args=(store_url, experiments, options)).start()
+
+    def _work(self, store_url: str, experiments: list[str], options: dict[str, Any]) -> None:
+        from sweeplab.worker import work
+
+        try:
+            work(store_url, 1, backend="serial", experiments=experiments, **options)
+        finally:
+            os._exit(0)  # the actor's process: nothing else runs in it
+
+    def ping(self) -> bool:
+        return True
+
+
 class RayBackend(Backend):
     name = "ray"
 
@@ -89,6 +111,24 @@ class RayBackend(Backend):
                 )
             self.slots = min(self.slots, int(gpus))
         return _RayExecutor(self._options)
+
+    def submit_workers(self, store_url: str, experiments: list[str], **work_options: Any) -> int:
+        """Start detached pull workers on the cluster and return (``run(wait=False)``)."""
+        if self._address is None:
+            raise BackendError(
+                "wait=False needs a Ray cluster that outlives this process (`ray start --head`):"
+                " pass address='auto' or the head's address"
+            )
+        self.start()
+        actors = [
+            _DetachedWorker.options(lifetime="detached", **self._options).remote(
+                store_url, experiments, work_options
+            )
+            for _ in range(self.slots)
+        ]
+        ray.get([a.ping.remote() for a in actors])  # they exist before we go
+        self.stop(cancel=False)
+        return len(actors)
 
     def stop(self, *, cancel: bool) -> None:
         if self._started_here:

@@ -239,6 +239,7 @@ class MemoryStore(BaseStore):
                 1
                 for row in self._rows.values()
                 if row.experiment_id == experiment_id
+                and row.status in (TrialStatus.DONE, TrialStatus.FAILED)
                 and row.finished_at is not None
                 and row.finished_at > since
             )

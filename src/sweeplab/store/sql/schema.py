@@ -29,6 +29,17 @@ Id = BigInteger().with_variant(Integer, "sqlite")
 LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 LongBlob = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 
+# MySQL/MariaDB compare text with the database's default collation, usually
+# case- and accent-insensitive (utf8mb4_general_ci): "Sweep" and "sweep" would be one
+# experiment, "Model.pt" and "model.pt" one artifact. Binary collation compares text
+# exactly, as SQLite and PostgreSQL do, and utf8mb4 holds any text whatever the
+# server's default charset. (Trailing spaces still compare equal there: PAD SPACE.)
+_MYSQL_TEXT = {
+    f"{dialect}_{option}": value
+    for dialect in ("mysql", "mariadb")
+    for option, value in (("charset", "utf8mb4"), ("collate", "utf8mb4_bin"))
+}
+
 metadata = MetaData()
 
 meta = Table(
@@ -36,6 +47,7 @@ meta = Table(
     metadata,
     Column("key", String(64), primary_key=True),
     Column("value", String(255), nullable=False),
+    **_MYSQL_TEXT,
 )
 
 experiments = Table(
@@ -46,6 +58,7 @@ experiments = Table(
     Column("target", Text),
     Column("function_pickle", LongBlob),
     Column("created_at", Double, nullable=False),
+    **_MYSQL_TEXT,
 )
 
 trials = Table(
@@ -79,6 +92,7 @@ trials = Table(
     Index("sweeplab_trials_lease", "lease_owner"),
     # status shows the rate of trials finished lately
     Index("sweeplab_trials_finished", "experiment_id", "finished_at"),
+    **_MYSQL_TEXT,
 )
 
 metrics = Table(
@@ -92,6 +106,7 @@ metrics = Table(
     Column("value", Double, nullable=False),
     Column("logged_at", Double, nullable=False),
     Index("sweeplab_metrics_trial", "trial_id"),
+    **_MYSQL_TEXT,
 )
 
 artifacts = Table(
@@ -101,6 +116,7 @@ artifacts = Table(
     Column("name", String(255), primary_key=True),
     Column("data", LongBlob, nullable=False),
     Column("created_at", Double, nullable=False),
+    **_MYSQL_TEXT,
 )
 
 checkpoints = Table(
@@ -109,6 +125,7 @@ checkpoints = Table(
     Column("trial_id", Id, primary_key=True),
     Column("data", LongBlob, nullable=False),
     Column("updated_at", Double, nullable=False),
+    **_MYSQL_TEXT,
 )
 
 workers = Table(
@@ -121,4 +138,5 @@ workers = Table(
     Column("backend", String(64), nullable=False),
     Column("started_at", Double, nullable=False),
     Column("heartbeat_at", Double, nullable=False),
+    **_MYSQL_TEXT,
 )

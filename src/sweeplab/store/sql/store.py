@@ -112,8 +112,12 @@ class SQLStore(BaseStore):
             _check_sqlite_file(self.url, create)
         self.engine = dialects.make_engine(self.url, driver_options(self.url))
         self._skip_locked = dialects.skip_locked(self.kind)
-        with self._translated("open"):
-            self._open_schema(create)
+        try:
+            with self._translated("open"):
+                self._open_schema(create)
+        except BaseException:
+            self.engine.dispose()  # nobody can close a store that failed to open
+            raise
 
     # -- opening -------------------------------------------------------------------
     def _open_schema(self, create: bool) -> None:
@@ -313,7 +317,8 @@ class SQLStore(BaseStore):
                 held = self._held(conn, lease, [o.trial_id for o in chunk])
                 rows, metric_rows = [], []
                 for o in chunk:
-                    attempt = held.get(o.trial_id)
+                    # pop: a second outcome for the same trial finds it no longer held
+                    attempt = held.pop(o.trial_id, None)
                     if attempt is None:
                         continue  # taken over by another lease: its outcome wins
                     rows.append(_outcome_params(o))
@@ -384,8 +389,11 @@ class SQLStore(BaseStore):
 
     @_retried
     def finished_since(self, experiment_id: int, since: float) -> int:
+        # a trial handed back for a retry has a finished_at too, but has not finished
         query = select(func.count()).where(
-            trials.c.experiment_id == experiment_id, trials.c.finished_at > since
+            trials.c.experiment_id == experiment_id,
+            trials.c.status.in_([q.DONE, q.FAILED]),
+            trials.c.finished_at > since,
         )
         with self._translated("read"), self._read() as conn:
             return conn.execute(query).scalar_one()
@@ -466,19 +474,18 @@ class SQLStore(BaseStore):
     @_retried
     def register_worker(self, lease: Lease, slots: int, backend: str) -> None:
         now = time.time()
+        values = {
+            "owner": lease.owner,
+            "host": lease.host,
+            "pid": lease.pid,
+            "slots": slots,
+            "backend": backend,
+            "started_at": now,
+            "heartbeat_at": now,
+        }
         with self._translated("register a worker in"), self._write() as conn:
-            conn.execute(
-                insert(workers),
-                {
-                    "owner": lease.owner,
-                    "host": lease.host,
-                    "pid": lease.pid,
-                    "slots": slots,
-                    "backend": backend,
-                    "started_at": now,
-                    "heartbeat_at": now,
-                },
-            )
+            # an upsert: a registration retried after its reply was lost must not fail
+            conn.execute(dialects.upsert(self.kind, workers, ["owner"], values))
             conn.execute(q.heartbeat_worker(self.kind), {"p_owner": lease.owner})
 
     @_retried
@@ -567,11 +574,9 @@ def _check_sqlite_file(url: URL, create: bool) -> None:
     if path.stat().st_size == 0:
         return
     try:
-        probe = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            tables = {r[0] for r in probe.execute("SELECT name FROM sqlite_master")}
-        finally:
-            probe.close()
+        tables = _sqlite_names(path)
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
     except sqlite3.DatabaseError as exc:
         raise NotAStore(
             f"{path} is not a sweeplab store (not an SQLite database: {exc}); "
@@ -582,3 +587,22 @@ def _check_sqlite_file(url: URL, create: bool) -> None:
             f"{path} is an SQLite database without sweeplab's tables; it was left "
             "untouched: pass another --store"
         )
+
+
+def _sqlite_names(path: Path) -> set[str]:
+    """The names in an SQLite file's schema, read without writing a file beside it.
+
+    Even read-only, SQLite makes the -wal and -shm files of a WAL database that no one
+    has open. Such a database (no -wal file) has everything in its main file, so it is
+    read as immutable instead, which makes neither.
+    """
+    with path.open("rb") as f:
+        header = f.read(20)
+    wal_mode = len(header) == 20 and header.startswith(b"SQLite format 3\x00") and header[18] == 2
+    closed = not path.with_name(f"{path.name}-wal").exists()
+    options = "mode=ro&immutable=1" if wal_mode and closed else "mode=ro"
+    probe = sqlite3.connect(f"{path.resolve().as_uri()}?{options}", uri=True)
+    try:
+        return {r[0] for r in probe.execute("SELECT name FROM sqlite_master")}
+    finally:
+        probe.close()
