@@ -43,7 +43,8 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     exp, space = _experiment_for(args)
-    backend = make_backend(args.backend, args.workers)  # a bad name fails before any write
+    backend = make_backend(args.backend, args.workers, **_backend_options(args))
+    # (a bad backend name or option fails here, before anything is written)
     if getattr(backend, "serves_only", False):  # an MPI rank other than 0 only runs trials
         exp.run(backend)
         return EXIT_OK
@@ -63,12 +64,52 @@ def cmd_run(args: argparse.Namespace) -> int:
             max_trials=args.max_trials,
             lease=args.lease,
             progress=display.update if display else False,
+            wait=not args.no_wait,
         )
     finally:
         if display is not None:
             display.close()
+    if args.no_wait:
+        print(
+            f"{exp.name}: submitted to {report.backend}; follow it with "
+            f"`sweeplab status` or `sweeplab wait {exp.name}`"
+        )
+        return EXIT_OK
     _print_report(exp, report)
     return EXIT_FAILED if report.counts.get("failed") else EXIT_OK
+
+
+def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
+    from sweeplab.cli.overrides import parse_override
+
+    options: dict[str, Any] = {}
+    if args.resources:
+        options["resources"] = {
+            key: value[0] for key, value in (parse_override(r) for r in _split_csv(args.resources))
+        }
+    if args.address:
+        options["address"] = args.address
+    if args.threads_per_worker:
+        options["threads_per_worker"] = args.threads_per_worker
+    for option in args.option:
+        key, values = parse_override(option)
+        options[key] = values[0] if len(values) == 1 else values
+    return options
+
+
+def _split_csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    exp = sl.Experiment.open(args.name, store=args.store)
+    try:
+        counts = exp.wait(timeout=args.timeout)
+    except TimeoutError as exc:
+        print(f"sweeplab: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{exp.name}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    return EXIT_FAILED if counts["failed"] else EXIT_OK
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -76,6 +76,34 @@ def build_parser() -> argparse.ArgumentParser:
                 help="seconds before a silent runner's trials are free again",
             )
             p.add_argument("--no-progress", action="store_true", help="no progress display")
+            p.add_argument(
+                "--resources",
+                metavar="cpus=N,gpus=G",
+                help="what each trial needs, e.g. gpus=0.5 (processes, ray, slurm)",
+            )
+            p.add_argument("--address", help="an existing Dask scheduler or Ray cluster")
+            p.add_argument(
+                "--threads-per-worker",
+                type=int,
+                help="dask: trials side by side in each worker process",
+            )
+            p.add_argument(
+                "--option",
+                action="append",
+                default=[],
+                metavar="KEY=VALUE",
+                help="any other backend option, e.g. partition=gpu (repeatable)",
+            )
+            p.add_argument(
+                "--no-wait",
+                action="store_true",
+                help="dask/ray (with --address) and slurm: submit and return",
+            )
+
+    p = verbs.add_parser("wait", help="block until an experiment has no pending or running trial")
+    p.add_argument("name")
+    _store_option(p)
+    p.add_argument("--timeout", type=float, help="give up after this many seconds (exit 1)")
 
     p = verbs.add_parser(
         "worker",
