@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from sweeplab.backends.base import Backend, WorkerCrashed
 from sweeplab.errors import BackendError
 from sweeplab.execution import Batch, BatchInterrupted, register_sink, run_batch
-from sweeplab.store.base import BaseStore, ExperimentRecord, Lease
+from sweeplab.store.base import BaseStore, ClaimedTrial, ExperimentRecord, Lease
 from sweeplab.target import FunctionRef
 from sweeplab.trial import ErrorKind, Outcome, TrialStatus, TrialTask
 
@@ -127,6 +127,9 @@ class Runner:
         self.store = store
         self.backend = backend
         self._chosen = None if experiments is None else [e.id for e in experiments]
+        #: experiments still worth claiming from, oldest first; one at a time keeps each
+        #: claim on the (experiment, status, id) index
+        self._claimable: list[int] = []
         self._experiments = {e.id: e for e in experiments or []}
         self._functions = dict(functions or {})
         self.timeout_s = timeout_s
@@ -249,9 +252,7 @@ class Runner:
                 if limit <= 0:
                     self._exhausted = True
                     return
-            claimed = self.store.claim(
-                self.lease, limit, self.lease_s, self.max_attempts, self._chosen
-            )
+            claimed = self._claim(limit)
             if not claimed:
                 self._exhausted = True
                 return
@@ -262,6 +263,21 @@ class Runner:
                 by_experiment.setdefault(c.experiment_id, []).append(c.task)
             for experiment_id, tasks in by_experiment.items():
                 self._submit(executor, experiment_id, tuple(tasks))
+
+    def _claim(self, limit: int) -> list[ClaimedTrial]:
+        if not self._claimable:  # (re)start the round over every chosen experiment
+            if self._chosen is not None:
+                self._claimable = list(self._chosen)
+            else:
+                self._claimable = [e.id for e in self.store.experiments()]
+        while self._claimable:
+            claimed = self.store.claim(
+                self.lease, limit, self.lease_s, self.max_attempts, self._claimable[:1]
+            )
+            if claimed:
+                return claimed
+            self._claimable.pop(0)
+        return []
 
     def _submit(
         self, executor: cf.Executor, experiment_id: int, tasks: tuple[TrialTask, ...]
