@@ -57,9 +57,12 @@ def canonical_json(value: Any) -> str:
     return _canonical.encode(value)
 
 
+_ordered = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def dumps(value: Any) -> str:
     """JSON text of a value of plain JSON types (compact, key order kept)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ordered.encode(value)
 
 
 loads = json.loads
