@@ -306,9 +306,11 @@ class MemoryStore(BaseStore):
 
     def metrics(self, experiment_id: int) -> list[MetricRecord]:
         with self._lock:
-            return [
+            mine = [
                 m for m in self._metrics if self._rows[m.trial_id].experiment_id == experiment_id
             ]
+        # by trial, then in the order they were logged (a stable sort), as the SQL store
+        return sorted(mine, key=lambda m: m.trial_id)
 
     # -- trial sink ----------------------------------------------------------------
     def save_checkpoint(self, trial_id: int, owner: str, data: bytes) -> None:

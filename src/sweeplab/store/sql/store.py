@@ -121,30 +121,37 @@ class SQLStore(BaseStore):
 
     # -- opening -------------------------------------------------------------------
     def _open_schema(self, create: bool) -> None:
-        with self._write() as conn:
-            dialects.schema_lock(self.kind, conn)
+        with self.engine.connect() as conn:
             try:
-                if inspect(conn).has_table(meta.name):
-                    self._check_version(dict(conn.execute(q.read_meta).all()))
-                elif not create:
-                    raise StoreError(
-                        f"no sweeplab store at {self.display_url}: create it with "
-                        "`sweeplab add` or `sweeplab run`, or pass the right --store"
-                    )
-                else:
-                    metadata.create_all(conn)
-                    conn.execute(
-                        insert(meta),
-                        [
-                            {"key": "schema_version", "value": str(SCHEMA_VERSION)},
-                            {"key": "created_by", "value": f"sweeplab {__version__}"},
-                        ],
-                    )
+                with conn.begin():
+                    dialects.schema_lock(self.kind, conn)
+                    self._check_or_create_schema(conn, create)
             finally:
+                # After the commit: MySQL's lock belongs to the session, not the
+                # transaction, and its DDL commits at once; released before the meta rows
+                # are committed, another process would find the tables without them.
                 dialects.schema_unlock(self.kind, conn)
         if self.kind != "sqlite":
             with self.engine.connect() as conn:
                 self._skip_locked = _server_skips_locked(self.kind, conn)
+
+    def _check_or_create_schema(self, conn: Connection, create: bool) -> None:
+        if inspect(conn).has_table(meta.name):
+            self._check_version(dict(conn.execute(q.read_meta).all()))
+        elif not create:
+            raise StoreError(
+                f"no sweeplab store at {self.display_url}: create it with "
+                "`sweeplab add` or `sweeplab run`, or pass the right --store"
+            )
+        else:
+            metadata.create_all(conn)
+            conn.execute(
+                insert(meta),
+                [
+                    {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+                    {"key": "created_by", "value": f"sweeplab {__version__}"},
+                ],
+            )
 
     def _check_version(self, values: dict[str, str]) -> None:
         found = int(values.get("schema_version", "0"))
@@ -460,7 +467,9 @@ class SQLStore(BaseStore):
     def artifacts(self, trial_id: int) -> dict[str, bytes]:
         query = select(artifacts.c.name, artifacts.c.data).where(artifacts.c.trial_id == trial_id)
         with self._translated("read"), self._read() as conn:
-            return dict(conn.execute(query.order_by(artifacts.c.name)).all())
+            rows = conn.execute(query).all()
+        # sorted here: ORDER BY follows the server's collation, which differs between servers
+        return dict(sorted(rows))
 
     def _require_held(self, conn: Connection, trial_id: int, owner: str) -> None:
         held = conn.execute(q.trial_is_held, {"p_trial_id": trial_id, "p_owner": owner}).first()

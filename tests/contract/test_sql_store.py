@@ -1,0 +1,185 @@
+"""What only the SQL store has to get right when it opens: refusing what is not a
+sweeplab store without touching it, refusing other schema versions with the fix, not
+creating a store when asked not to, and never showing a password.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+import sweeplab as sl
+from sweeplab.errors import NotAStore, SchemaVersionError, StoreError
+from sweeplab.store.sql.schema import SCHEMA_VERSION, meta
+
+PASSWORD = "s3cretpw"
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file in ``folder`` with its bytes: what "left untouched" is checked against."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def open_fails(url: str, error: type[Exception], **kwargs) -> Exception:
+    with pytest.raises(error) as info:
+        sl.open_store(url, **kwargs).close()  # closed, should it open after all
+    return info.value
+
+
+@pytest.fixture(params=["postgres", "mysql"])
+def server_url(request: pytest.FixtureRequest) -> str:
+    """An empty database on each server."""
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+# -- what is not a store is refused and left as it was ---------------------------------
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"my thesis, chapter 1\n" * 500,
+        bytes(range(256)) * 64,
+        b"SQLite format 3\x00" + b"\xff" * 4080,  # an SQLite header, then garbage
+    ],
+    ids=["text", "binary", "bad-sqlite"],
+)
+@pytest.mark.parametrize("create", [True, False])
+def test_a_file_that_is_not_an_sqlite_database_is_refused_untouched(tmp_path, content, create):
+    path = tmp_path / "thesis.db"
+    path.write_bytes(content)
+    before = snapshot(tmp_path)
+
+    error = open_fails(f"sqlite:///{path}", NotAStore, create=create)
+
+    assert "thesis.db" in str(error)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("journal_mode", ["delete", "wal"])
+def test_an_sqlite_database_of_something_else_is_refused_untouched(tmp_path, journal_mode):
+    path = tmp_path / "app.db"
+    # closing(): a sqlite3 connection's own `with` commits but does not close
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute(f"PRAGMA journal_mode = {journal_mode}")
+        db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        db.executemany("INSERT INTO users (name) VALUES (?)", [("ada",), ("grace",)])
+        db.commit()
+    before = snapshot(tmp_path)
+    assert list(before) == ["app.db"]
+
+    error = open_fails(f"sqlite:///{path}", NotAStore)
+
+    assert "app.db" in str(error)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_folder_is_not_a_store(tmp_path):
+    open_fails(f"sqlite:///{tmp_path}", NotAStore)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_file_becomes_a_store(tmp_path):
+    path = tmp_path / "new.db"
+    path.touch()
+    with sl.open_store(f"sqlite:///{path}") as store:
+        assert store.experiments() == []
+    with sl.open_store(f"sqlite:///{path}", create=False) as store:
+        assert store.ensure_experiment("e", None, None).name == "e"
+
+
+# -- schema versions -------------------------------------------------------------------
+def _set_schema_version(url: str, version: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(meta.update().where(meta.c.key == "schema_version").values(value=version))
+    engine.dispose()
+
+
+def _schema_version(url: str) -> str:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        value = conn.execute(
+            sa.select(meta.c.value).where(meta.c.key == "schema_version")
+        ).scalar_one()
+    engine.dispose()
+    return value
+
+
+def test_a_store_from_a_newer_sweeplab_is_refused_with_the_fix(shared_store_url):
+    with sl.open_store(shared_store_url) as store:
+        store.ensure_experiment("kept", None, None)
+    newer = str(SCHEMA_VERSION + 1)
+    _set_schema_version(shared_store_url, newer)
+
+    error = open_fails(shared_store_url, SchemaVersionError)
+
+    assert "pip install -U sweeplab" in str(error)
+    assert isinstance(error, StoreError)
+    assert _schema_version(shared_store_url) == newer
+    _set_schema_version(shared_store_url, str(SCHEMA_VERSION))
+    with sl.open_store(shared_store_url) as store:
+        assert [e.name for e in store.experiments()] == ["kept"]
+
+
+def test_a_store_from_an_older_sweeplab_is_refused_with_the_fix(shared_store_url):
+    sl.open_store(shared_store_url).close()
+    _set_schema_version(shared_store_url, str(SCHEMA_VERSION - 1))
+
+    error = open_fails(shared_store_url, SchemaVersionError, create=False)
+
+    assert f"schema {SCHEMA_VERSION - 1}" in str(error)
+    assert "--store" in str(error)
+    assert _schema_version(shared_store_url) == str(SCHEMA_VERSION - 1)
+
+
+# -- create=False ----------------------------------------------------------------------
+def test_create_false_on_a_missing_file_creates_nothing(tmp_path):
+    path = tmp_path / "missing.db"
+
+    error = open_fails(f"sqlite:///{path}", StoreError, create=False)
+
+    assert "missing.db" in str(error)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_create_false_on_an_empty_server_database_creates_nothing(server_url):
+    open_fails(server_url, StoreError, create=False)
+
+    engine = sa.create_engine(server_url)
+    with engine.connect() as conn:
+        tables = sa.inspect(conn).get_table_names()
+    engine.dispose()
+    assert not [t for t in tables if t.startswith("sweeplab_")]
+
+
+def test_a_store_in_a_missing_folder_is_refused(tmp_path):
+    error = open_fails(f"sqlite:///{tmp_path / 'no' / 'such' / 'store.db'}", StoreError)
+    assert "does not exist" in str(error)
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- passwords -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://postgres:{PASSWORD}@127.0.0.1:1/test",
+        f"mysql://root:{PASSWORD}@127.0.0.1:1/test",
+    ],
+    ids=["postgres", "mysql"],
+)
+def test_a_server_that_cannot_be_reached_is_named_without_its_password(url, monkeypatch):
+    monkeypatch.delenv("SWEEPLAB_DB_PASSWORD", raising=False)
+
+    error = open_fails(url, StoreError)
+
+    assert "127.0.0.1:1" in str(error)
+    assert PASSWORD not in str(error)
+    assert "***" in str(error)
+    # the CLI prints the chain of causes too
+    cause = error.__cause__
+    while cause is not None:
+        assert PASSWORD not in str(cause)
+        cause = cause.__cause__
