@@ -88,7 +88,7 @@ trials = Table(
     Column("traceback", LongText),
     UniqueConstraint("experiment_id", "point_key", "repetition", name="sweeplab_trials_point"),
     # the claim scans pending trials of some experiments in id order
-    Index("sweeplab_trials_claim", "status", "experiment_id", "id"),
+    Index("sweeplab_trials_claim", "experiment_id", "status", "id"),
     Index("sweeplab_trials_lease", "lease_owner"),
     # status shows the rate of trials finished lately
     Index("sweeplab_trials_finished", "experiment_id", "finished_at"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, null, or_, select, update
 
 from sweeplab.store.base import LOST_ALLOWANCE
 from sweeplab.store.sql import dialects
@@ -24,11 +24,12 @@ from sweeplab.store.sql.schema import (
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 
+# NULL as SQL, not as a bound value: fewer parameters per row on the hot path
 _NO_LEASE = {
-    "lease_owner": None,
-    "lease_host": None,
-    "lease_pid": None,
-    "lease_expires_at": None,
+    "lease_owner": null(),
+    "lease_host": null(),
+    "lease_pid": null(),
+    "lease_expires_at": null(),
 }
 
 read_meta = select(meta.c.key, meta.c.value)
