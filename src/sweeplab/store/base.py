@@ -67,7 +67,8 @@ class Lease:
     def for_this_process(cls) -> Lease:
         host = socket.gethostname()
         pid = os.getpid()
-        return cls(owner=f"{host}:{pid}:{uuid.uuid4().hex[:8]}", host=host, pid=pid)
+        # the owner column holds 128 characters: a long host name is cut, the uuid keeps it unique
+        return cls(owner=f"{host[:96]}:{pid}:{uuid.uuid4().hex[:12]}", host=host, pid=pid)
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,7 +66,8 @@ _Method = TypeVar("_Method", bound=Callable[..., Any])
 def _retried(method: _Method) -> _Method:
     """Retry a store operation while a server database is unreachable.
 
-    Safe because every operation is one transaction that either committed or did not,
+    Every operation but ``add_trials`` (whose input can be read only once; adding again
+    is idempotent) is retried. Safe because each is one transaction that committed or not,
     and each is idempotent or fenced: recording an outcome twice records it once, and a
     claim whose commit was lost leaves trials under this lease that the runner hands
     back when it finds itself holding trials it does not know.

@@ -1,0 +1,40 @@
+"""The public API is what __all__ says, and it holds the names the README promises."""
+
+import sweeplab as sl
+
+PROMISED = {
+    "Experiment",
+    "experiment",
+    "grid",
+    "cases",
+    "sample",
+    "uniform",
+    "loguniform",
+    "randint",
+    "choice",
+    "work",
+    "Trial",
+    "TrialStatus",
+    "RunReport",
+    "RunInterrupted",
+    "SweeplabError",
+    "UsageError",
+    "StoreError",
+    "open_store",
+}
+VERBS = {"add", "run", "results", "summary", "metrics", "status", "reset", "wait"}
+
+
+def test_all_is_exactly_the_public_names():
+    public = {n for n in dir(sl) if not n.startswith("_") and n not in {"annotations"}}
+    modules = {n for n in public if type(getattr(sl, n)).__name__ == "module"}
+    assert set(sl.__all__) == public - modules | {"__version__"}
+
+
+def test_promised_names_are_exported():
+    assert set(sl.__all__) >= PROMISED
+
+
+def test_experiment_has_every_verb():
+    for verb in VERBS:
+        assert callable(getattr(sl.Experiment, verb)), verb
