@@ -33,6 +33,27 @@ def _store_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _execution_options(parser: argparse.ArgumentParser) -> None:
+    """What `run` and `worker` share: slots, timeout, retries, limits, lease, display."""
+    parser.add_argument(
+        "-j",
+        "--workers",
+        type=int,
+        default=None,
+        help="parallel slots (-1: every core; default: every core)",
+    )
+    parser.add_argument("--timeout", type=float, help="seconds before a trial is stopped")
+    parser.add_argument("--retries", type=int, default=0, help="extra attempts per trial")
+    parser.add_argument("--max-trials", type=int, help="stop after starting this many")
+    parser.add_argument(
+        "--lease",
+        type=float,
+        default=60.0,
+        help="seconds after which the trials of a silent runner are free again",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress display")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from sweeplab import __version__
     from sweeplab.backends import BACKENDS
@@ -59,23 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--repeat", type=int, default=1, help="repetitions of every point")
         if verb == "run":
             p.add_argument("--backend", default="serial", help=f"one of {', '.join(BACKENDS)}")
-            p.add_argument(
-                "-j",
-                "--workers",
-                type=int,
-                default=None,
-                help="parallel slots (-1: every core; default: every core)",
-            )
-            p.add_argument("--timeout", type=float, help="seconds before a trial is stopped")
-            p.add_argument("--retries", type=int, default=0, help="extra attempts per trial")
-            p.add_argument("--max-trials", type=int, help="stop after starting this many")
-            p.add_argument(
-                "--lease",
-                type=float,
-                default=60.0,
-                help="seconds before a silent runner's trials are free again",
-            )
-            p.add_argument("--no-progress", action="store_true", help="no progress display")
+            _execution_options(p)
             p.add_argument(
                 "--resources",
                 metavar="cpus=N,gpus=G",
@@ -112,13 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         "with --wait, until stopped). Start any number, on any number of machines.",
     )
     _store_option(p)
-    p.add_argument(
-        "-j",
-        "--workers",
-        type=int,
-        default=None,
-        help="parallel slots (-1: every core; default: every core)",
-    )
+    _execution_options(p)
     p.add_argument("--threads", action="store_true", help="run trials on threads, not processes")
     p.add_argument(
         "-e",
@@ -128,17 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="only this experiment (repeatable; default: all)",
     )
-    p.add_argument("--max-trials", type=int, help="stop after starting this many")
-    p.add_argument(
-        "--lease",
-        type=float,
-        default=60.0,
-        help="seconds after which a silent worker's trials are free again",
-    )
-    p.add_argument("--timeout", type=float, help="seconds before a trial is stopped")
-    p.add_argument("--retries", type=int, default=0, help="extra attempts per trial")
     p.add_argument("--wait", action="store_true", help="when idle, wait for new trials")
-    p.add_argument("--no-progress", action="store_true", help="no progress display")
 
     p = verbs.add_parser("status", help="experiments and their trials by status")
     p.add_argument("name", nargs="?", help="only this experiment")
