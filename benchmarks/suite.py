@@ -1,0 +1,559 @@
+"""What the suite measures: each workload on sweeplab and on every peer that offers it.
+
+Every measurement is a fresh child process (``harness``) with a fresh store. A measurement
+has up to two clocks: *in-process*, which the script itself reads around the call that
+runs the trials (worker pools and a tool's per-run set-up included; interpreter start,
+imports and, for Dask and Ray, the cluster's start excluded and reported apart), and
+*whole process*, from starting the interpreter to its exit. Failures are recorded with
+their reason and the suite goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from benchmarks.envs import Env
+from benchmarks.harness import REPO, Child, run_child, run_children
+from benchmarks.workloads import Sizes
+
+WORKLOADS = Path(__file__).resolve().parent / "workloads.py"
+MIN_LEFT_S = 20
+PEERS = ("joblib", "hydra", "pyexperimenter", "optuna", "dask", "ray")
+TOOLS = ("sweeplab", *PEERS)
+
+#: whether a tool keeps each trial's outcome once the process is gone
+PERSISTS = {
+    "sweeplab": "SQLite, every outcome",
+    "joblib": "no",
+    "hydra": "a folder per job",
+    "pyexperimenter": "SQLite, every outcome",
+    "optuna": "SQLite, every outcome",
+    "dask": "no",
+    "ray": "no",
+}
+
+
+@dataclass
+class Measurement:
+    """One tool on one workload in one mode; the times are medians over the repetitions."""
+
+    workload: str
+    tool: str
+    mode: str
+    trials: int
+    #: ok, failed, timed out, incomplete (fewer trials completed than asked), not available
+    #: or skipped (the suite's time budget was spent)
+    status: str = "ok"
+    in_process_s: float | None = None
+    whole_s: float | None = None
+    peak_rss_mib: float | None = None
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Context:
+    """What every measurement of one suite run shares."""
+
+    sizes: Sizes
+    work: Path
+    envs: dict[str, Env]
+    tools: tuple[str, ...]
+    postgres: str
+    log: Callable[[str], None]
+    #: W1's calibrated loop count and the measured seconds of one trial
+    loops: int = 0
+    trial_s: float = 0.0
+    #: time.monotonic() after which nothing more is started (the suite's time budget)
+    deadline: float = math.inf
+    results: list[Measurement] = field(default_factory=list)
+    _dirs: int = 0
+
+    def scratch(self, label: str) -> Path:
+        self._dirs += 1
+        path = self.work / f"{self._dirs:03d}-{re.sub(r'[^A-Za-z0-9]+', '-', label).strip('-')}"
+        path.mkdir(parents=True)
+        return path
+
+    def add(self, m: Measurement) -> Measurement:
+        self.results.append(m)
+        self.log(_describe(m))
+        return m
+
+    def wants(self, tool: str) -> bool:
+        return tool in self.tools
+
+    def limit(self, m: Measurement, timeout_s: float) -> float | None:
+        """The time limit for the next child of ``m``, or None (and ``m`` marked skipped)
+        when the suite's budget is spent."""
+        left = self.deadline - time.monotonic()
+        if left < MIN_LEFT_S:
+            m.status = "skipped"
+            m.note = "the suite's time budget (--budget-min) was spent"
+            return None
+        return min(timeout_s, left)
+
+
+def sweeplab_cli() -> list[str]:
+    """``sweeplab`` of the Python running the suite (not a shim that would add its own start)."""
+    script = Path(sys.executable).with_name("sweeplab")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "sweeplab"]
+
+
+def sqlite_url(folder: Path, name: str) -> str:
+    return f"sqlite:///{folder / name}"
+
+
+# -- the generic measurement -----------------------------------------------------------
+def script(
+    ctx: Context,
+    tool: str,
+    workload: str,
+    mode: str,
+    trials: int,
+    params: dict[str, Any],
+    *,
+    env: str | None = None,
+    repeat: int = 1,
+    timeout_s: float = 180,
+    script_workload: str | None = None,
+) -> Measurement:
+    """Run a benchmark script ``repeat`` times; keep both clocks and whatever it reports."""
+    m = Measurement(workload, tool, mode, trials)
+    if env is None:
+        python, module = sys.executable, "benchmarks.sweeplab_bench"
+    else:
+        found = ctx.envs.get(env)
+        if found is None or found.python is None:
+            m.status = "not available"
+            m.note = found.error if found else "environment not built"
+            return m
+        python, module = str(found.python), f"benchmarks.peers.{tool}_peer"
+    extra: dict[str, list[Any]] = {}
+    for rep in range(repeat):
+        limit = ctx.limit(m, timeout_s)
+        if limit is None:
+            break
+        cwd = ctx.scratch(f"{workload}-{tool}-{mode}-{rep}")
+        p = {**params, "workload": script_workload or workload}
+        if env is None:
+            p.setdefault("store", sqlite_url(cwd, "bench.db"))
+        child = run_child(
+            [python, "-m", module, json.dumps(p)], cwd=cwd, log=cwd / "log.txt", timeout_s=limit
+        )
+        if not _accept(m, child, trials):
+            break
+        result = dict(child.result or {})
+        wall = result.pop("wall_s", None)
+        if wall is not None:
+            m.samples.setdefault("in_process_s", []).append(wall)
+        m.samples.setdefault("whole_s", []).append(child.wall_s)
+        m.samples.setdefault("peak_rss_mib", []).append(child.peak_rss_mib)
+        for key, value in result.items():
+            extra.setdefault(key, []).append(value)
+    _settle(m)
+    for key, values in extra.items():
+        numeric = all(isinstance(v, int | float) for v in values)
+        m.extra[key] = statistics.median(values) if numeric else values[-1]
+    return m
+
+
+def command(
+    ctx: Context,
+    m: Measurement,
+    argv: Callable[[Path], list[str]],
+    *,
+    repeat: int,
+    timeout_s: float,
+    key: str = "whole_s",
+    expect: Callable[[Child], str | None] | None = None,
+) -> None:
+    """Time a command line as a user runs it; ``argv`` gets a fresh folder each time."""
+    for rep in range(repeat):
+        limit = ctx.limit(m, timeout_s)
+        if limit is None:
+            break
+        cwd = ctx.scratch(f"{m.workload}-{m.tool}-{m.mode}-cmd-{rep}")
+        child = run_child(argv(cwd), cwd=cwd, log=cwd / "log.txt", timeout_s=limit)
+        if not _accept(m, child, None):
+            break
+        problem = expect(child) if expect else None
+        if problem:
+            m.status, m.note = "incomplete", problem
+            break
+        m.samples.setdefault(key, []).append(child.wall_s)
+        m.samples.setdefault("peak_rss_mib", []).append(child.peak_rss_mib)
+    _settle(m)
+
+
+def _accept(m: Measurement, child: Child, trials: int | None) -> bool:
+    if not child.ok:
+        m.status = "timed out" if child.timed_out else "failed"
+        m.note = f"{child.why()} (log: {_rel(child.log)})"
+        return False
+    if trials is not None:
+        completed = (child.result or {}).get("completed")
+        if completed != trials:
+            m.status = "incomplete"
+            m.note = f"{completed} of {trials} trials completed (log: {_rel(child.log)})"
+            return False
+    return True
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def _settle(m: Measurement) -> None:
+    for key in ("in_process_s", "whole_s"):
+        if m.samples.get(key):
+            setattr(m, key, statistics.median(m.samples[key]))
+    if m.samples.get("peak_rss_mib"):
+        m.peak_rss_mib = max(m.samples["peak_rss_mib"])
+
+
+def _describe(m: Measurement) -> str:
+    head = f"  {m.workload} {m.tool:<15} {m.mode:<28}"
+    if m.status != "ok":
+        return f"{head} {m.status.upper()}: {m.note}"
+    parts = []
+    if m.in_process_s is not None:
+        parts.append(f"in-process {m.in_process_s:.3f} s")
+    if m.whole_s is not None:
+        parts.append(f"whole {m.whole_s:.3f} s")
+    if m.workload in ("W0", "W1", "W2", "W4") and (m.in_process_s or m.whole_s):
+        parts.append(f"{m.trials / (m.in_process_s or m.whole_s or 1):,.0f} trials/s")
+    return f"{head} " + ", ".join(parts)
+
+
+# -- W0: overhead ----------------------------------------------------------------------
+def w0(ctx: Context) -> None:
+    s = ctx.sizes
+    grid = {"a": s.w0_a, "b": s.w0_b}
+    n = s.w0_trials
+    if ctx.wants("sweeplab"):
+        for backend, workers, mode in (("serial", 1, "serial"), ("processes", 2, "processes(2)")):
+            m = script(
+                ctx,
+                "sweeplab",
+                "W0",
+                mode,
+                n,
+                {**grid, "backend": backend, "workers": workers},
+                repeat=s.repeat,
+            )
+            # the whole-process clock is the command a user types, adding and running
+            script_whole = m.samples.pop("whole_s", [])
+            m.extra["script_whole_s"] = statistics.median(script_whole) if script_whole else None
+            m.whole_s = None
+            if m.status == "ok":
+                command(
+                    ctx,
+                    m,
+                    lambda cwd, backend=backend, workers=workers: [
+                        *sweeplab_cli(),
+                        *("run", f"{WORKLOADS}:noop"),
+                        *(f"a=range(0,{s.w0_a})", f"b=range(0,{s.w0_b})"),
+                        *("--backend", backend, "-j", str(workers)),
+                        *("--store", sqlite_url(cwd, "bench.db"), "--no-progress"),
+                    ],
+                    repeat=s.repeat,
+                    timeout_s=120,
+                    expect=lambda c: _ran_all(c, n),
+                )
+            ctx.add(m)
+    if ctx.wants("joblib"):
+        for workers, mode in ((1, "n_jobs=1"), (2, "n_jobs=2 (loky)")):
+            ctx.add(
+                script(
+                    ctx,
+                    "joblib",
+                    "W0",
+                    mode,
+                    n,
+                    {**grid, "workers": workers},
+                    env="joblib",
+                    repeat=s.repeat,
+                )
+            )
+    peers = (
+        ("hydra", "basic launcher", {}, 600),
+        ("pyexperimenter", "n_jobs=1", {"workers": 1}, 300),
+        ("optuna", "GridSampler, n_jobs=1", {}, 600),
+        ("ray", "tasks, num_cpus=2", {"workers": 2}, 300),
+    )
+    for tool, mode, params, timeout_s in peers:
+        if ctx.wants(tool):
+            ctx.add(
+                script(ctx, tool, "W0", mode, n, {**grid, **params}, env=tool, timeout_s=timeout_s)
+            )
+
+
+def _ran_all(child: Child, n: int) -> str | None:
+    text = child.log.read_text(errors="replace")
+    return None if f"({n} done," in text else f"the run did not report {n} trials done"
+
+
+def python_start(ctx: Context) -> dict[str, float | None]:
+    """The floor under every whole-process figure: the interpreter and sweeplab's import."""
+    out: dict[str, float | None] = {}
+    for label, code in (("python_start_s", "pass"), ("import_sweeplab_s", "import sweeplab")):
+        m = Measurement("W0", "python", label, 0)
+        command(ctx, m, lambda cwd, code=code: [sys.executable, "-c", code], repeat=5, timeout_s=60)
+        out[label] = m.whole_s
+    return out
+
+
+# -- W1: CPU-bound trials --------------------------------------------------------------
+def w1(ctx: Context) -> None:
+    s = ctx.sizes
+    n, workers = s.w1_trials, s.w1_workers
+    p = {"trials": n, "loops": ctx.loops, "workers": workers}
+    if ctx.wants("sweeplab"):
+        ctx.add(script(ctx, "sweeplab", "W1", f"processes({workers})", n, p, repeat=s.repeat))
+    if ctx.wants("joblib"):
+        mode = f"n_jobs={workers} (loky)"
+        ctx.add(script(ctx, "joblib", "W1", mode, n, p, env="joblib", repeat=s.repeat))
+    peers = (
+        ("hydra", f"joblib launcher, n_jobs={workers}", 600),
+        ("pyexperimenter", f"n_jobs={workers}", 300),
+        ("dask", f"LocalCluster, {workers} workers", 300),
+        ("ray", f"tasks, num_cpus={workers}", 300),
+    )
+    for tool, mode, timeout_s in peers:
+        if ctx.wants(tool):
+            ctx.add(script(ctx, tool, "W1", mode, n, p, env=tool, timeout_s=timeout_s))
+
+
+# -- W2: waiting trials ----------------------------------------------------------------
+def w2(ctx: Context) -> None:
+    s = ctx.sizes
+    n, slots = s.w2_trials, s.w2_slots
+    p = {"trials": n, "seconds": s.w2_sleep_s, "workers": slots}
+    if ctx.wants("sweeplab"):
+        ctx.add(script(ctx, "sweeplab", "W2", f"threads({slots})", n, p, repeat=s.repeat))
+    if ctx.wants("joblib"):
+        mode = f"threads, n_jobs={slots}"
+        ctx.add(script(ctx, "joblib", "W2", mode, n, p, env="joblib", repeat=s.repeat))
+    if ctx.wants("dask"):
+        mode = f"LocalCluster, 1 worker x {slots} threads"
+        ctx.add(script(ctx, "dask", "W2", mode, n, p, env="dask", repeat=s.repeat))
+
+
+# -- W3: scale -------------------------------------------------------------------------
+def w3(ctx: Context) -> None:
+    if not ctx.wants("sweeplab"):
+        return
+    s = ctx.sizes
+    side, points = s.w3_side, s.w3_side**2
+    big = ctx.scratch("W3-store")
+    big_url = sqlite_url(big, "w3.db")
+
+    add = Measurement("W3", "sweeplab", f"add {points:,} points", points)
+    command(
+        ctx,
+        add,
+        lambda cwd: [
+            *sweeplab_cli(),
+            *("add", f"{WORKLOADS}:noop", f"a=range(0,{side})", f"b=range(0,{side})"),
+            *("--store", big_url),
+        ],
+        repeat=1,
+        timeout_s=600,
+        expect=lambda c: None if f"added {points} trials" in c.log.read_text() else "added fewer",
+    )
+    ctx.add(add)
+    if add.status == "ok":
+        status_big = Measurement("W3", "sweeplab", f"status, {points:,} pending", points)
+        command(
+            ctx,
+            status_big,
+            lambda cwd: [*sweeplab_cli(), "status", "--store", big_url],
+            repeat=s.repeat,
+            timeout_s=120,
+        )
+        ctx.add(status_big)
+    for path in big.glob("w3.db*"):  # hundreds of MB, needed no more
+        path.unlink()
+
+    done_n = s.w3_done
+    folder = ctx.scratch("W3-done-store")
+    url = sqlite_url(folder, "done.db")
+    fill = script(
+        ctx,
+        "sweeplab",
+        "W3",
+        f"fill: run {done_n:,} no-op trials",
+        done_n,
+        {"a": s.w3_done_a, "b": s.w3_done_b, "store": url},
+        script_workload="W3-fill",
+        timeout_s=600,
+    )
+    ctx.add(fill)
+    if fill.status != "ok":
+        return
+    status_done = Measurement("W3", "sweeplab", f"status, {done_n:,} done", done_n)
+    command(
+        ctx,
+        status_done,
+        lambda cwd: [*sweeplab_cli(), "status", "--store", url],
+        repeat=s.repeat,
+        timeout_s=120,
+    )
+    ctx.add(status_done)
+    ctx.add(
+        script(
+            ctx,
+            "sweeplab",
+            "W3",
+            f"results() of {done_n:,}",
+            done_n,
+            {"name": "noop", "store": url},
+            script_workload="W3-read",
+            repeat=s.repeat,
+            timeout_s=300,
+        )
+    )
+
+
+# -- W4: a server store, many workers ---------------------------------------------------
+def w4(ctx: Context) -> None:
+    if not ctx.wants("sweeplab"):
+        return
+    s = ctx.sizes
+    n = s.w4_trials
+    reason = _w4_unavailable(ctx)
+    if reason:
+        for workers in s.w4_workers:
+            m = Measurement("W4", "sweeplab", f"{workers} worker(s), PostgreSQL", n)
+            m.status, m.note = "not available", reason
+            ctx.add(m)
+        return
+    import psycopg
+    from psycopg import sql
+
+    admin = ctx.postgres
+    for workers in s.w4_workers:
+        m = Measurement("W4", "sweeplab", f"{workers} worker(s), PostgreSQL", n)
+        database = f"sweeplab_bench_w4_{workers}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+            )
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+        url = _with_database(admin, database)
+        try:
+            _w4_once(ctx, m, url, workers)
+        finally:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(database)
+                    )
+                )
+        ctx.add(m)
+
+
+def _w4_once(ctx: Context, m: Measurement, url: str, workers: int) -> None:
+    n = m.trials
+    command(
+        ctx,
+        m,
+        lambda cwd: [
+            *sweeplab_cli(),
+            "add",
+            f"{WORKLOADS}:noop",
+            f"a=range(0,{n})",
+            "--store",
+            url,
+        ],
+        repeat=1,
+        timeout_s=300,
+        key="add_s",
+    )
+    if m.status != "ok":
+        return
+    m.extra["add_s"] = m.samples.pop("add_s")[0]
+    limit = ctx.limit(m, 600)
+    if limit is None:
+        return
+    cwd = ctx.scratch(f"W4-{workers}-workers")
+    argv = [*sweeplab_cli(), "worker", "-j", "1", "--store", url, "--no-progress"]
+    children = run_children(
+        [argv] * workers,
+        cwd=cwd,
+        logs=[cwd / f"worker-{i}.txt" for i in range(workers)],
+        timeout_s=limit,
+    )
+    broken = [c for c in children if not c.ok]
+    if broken:
+        m.status = "timed out" if broken[0].timed_out else "failed"
+        m.note = (
+            f"{len(broken)} of {workers} workers: {broken[0].why()} (log: {_rel(broken[0].log)})"
+        )
+        return
+    m.whole_s = max(c.wall_s for c in children)
+    m.samples["whole_s"] = [m.whole_s]
+    m.peak_rss_mib = max(c.peak_rss_mib for c in children)
+    count = script(
+        ctx,
+        "sweeplab",
+        "W4",
+        "count",
+        n,
+        {"name": "noop", "store": url},
+        script_workload="counts",
+        timeout_s=120,
+    )
+    m.extra["counts"] = count.extra.get("counts")
+    if count.status != "ok":
+        m.status, m.note = count.status, count.note
+
+
+def _w4_unavailable(ctx: Context) -> str | None:
+    """Why W4 cannot run here, or None."""
+    probe = ctx.scratch("W4-probe")
+    child = run_child(
+        [*sweeplab_cli(), "worker", "--help"], cwd=probe, log=probe / "log.txt", timeout_s=60
+    )
+    if not child.ok:
+        return f"`sweeplab worker --help` failed ({child.why()})"
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed: pip install -e '.[postgres]'"
+    try:
+        with psycopg.connect(ctx.postgres, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return f"no PostgreSQL at {ctx.postgres}: {str(exc).strip().splitlines()[0]}"
+    return None
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def cleanup(work: Path) -> None:
+    """Drop the stores (large) and keep the logs of the last run for reading."""
+    for path in work.rglob("*"):
+        if path.is_file() and re.search(r"\.db(-wal|-shm|-journal)?$", path.name):
+            path.unlink()
+    for folder in work.rglob("multirun"):
+        shutil.rmtree(folder, ignore_errors=True)
