@@ -284,11 +284,13 @@ def markdown(data: dict[str, Any]) -> str:
                 str(counts.get("done", "")),
                 "" if rate is None else f"{rate:,.0f}",
                 _ratio(rate, one_rate),
+                " / ".join(str(x) for x in r["extra"].get("ran_per_worker") or []),
                 _s(r["extra"].get("add_s"), 2),
                 _status(r),
             ]
         )
-    parts.append(_table(["workers", "wall s", "done", "trials/s", "x 1 worker", "add s", ""], rows))
+    head = ["workers", "wall s", "done", "trials/s", "x 1 worker", "ran by each", "add s", ""]
+    parts.append(_table(head, rows))
     parts.append(
         "\nPeer versions: "
         + "; ".join(f"{k}: {v}" for k, v in meta["peers"].items())

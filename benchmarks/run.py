@@ -22,6 +22,7 @@ from pathlib import Path
 
 from benchmarks import envs, report, suite
 from benchmarks.harness import REPO, child_env
+from benchmarks.measure import Context
 from benchmarks.workloads import FULL, QUICK, calibrate
 
 HERE = Path(__file__).resolve().parent
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     work = HERE / ".work" / "run"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    ctx = suite.Context(
+    ctx = Context(
         sizes=sizes,
         work=work,
         envs=built,

@@ -1,34 +1,26 @@
-"""What the suite measures: each workload on sweeplab and on every peer that offers it.
-
-Every measurement is a fresh child process (``harness``) with a fresh store. A measurement
-has up to two clocks: *in-process*, which the script itself reads around the call that
-runs the trials (worker pools and a tool's per-run set-up included; interpreter start,
-imports and, for Dask and Ray, the cluster's start excluded and reported apart), and
-*whole process*, from starting the interpreter to its exit. Failures are recorded with
-their reason and the suite goes on.
-"""
+"""What the suite measures: each workload on sweeplab and on every peer that offers it."""
 
 from __future__ import annotations
 
-import json
-import math
 import re
 import shutil
 import statistics
 import sys
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from benchmarks.envs import Env
-from benchmarks.harness import REPO, Child, run_child, run_children
-from benchmarks.workloads import Sizes
+from benchmarks.harness import Child, run_child, run_children
+from benchmarks.measure import (
+    Context,
+    Measurement,
+    command,
+    rel,
+    script,
+    sqlite_url,
+    sweeplab_cli,
+)
 
 WORKLOADS = Path(__file__).resolve().parent / "workloads.py"
-MIN_LEFT_S = 20
 PEERS = ("joblib", "hydra", "pyexperimenter", "optuna", "dask", "ray")
 TOOLS = ("sweeplab", *PEERS)
 
@@ -42,203 +34,6 @@ PERSISTS = {
     "dask": "no",
     "ray": "no",
 }
-
-
-@dataclass
-class Measurement:
-    """One tool on one workload in one mode; the times are medians over the repetitions."""
-
-    workload: str
-    tool: str
-    mode: str
-    trials: int
-    #: ok, failed, timed out, incomplete (fewer trials completed than asked), not available
-    #: or skipped (the suite's time budget was spent)
-    status: str = "ok"
-    in_process_s: float | None = None
-    whole_s: float | None = None
-    peak_rss_mib: float | None = None
-    samples: dict[str, list[float]] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-    note: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class Context:
-    """What every measurement of one suite run shares."""
-
-    sizes: Sizes
-    work: Path
-    envs: dict[str, Env]
-    tools: tuple[str, ...]
-    postgres: str
-    log: Callable[[str], None]
-    #: W1's calibrated loop count and the measured seconds of one trial
-    loops: int = 0
-    trial_s: float = 0.0
-    #: time.monotonic() after which nothing more is started (the suite's time budget)
-    deadline: float = math.inf
-    results: list[Measurement] = field(default_factory=list)
-    _dirs: int = 0
-
-    def scratch(self, label: str) -> Path:
-        self._dirs += 1
-        path = self.work / f"{self._dirs:03d}-{re.sub(r'[^A-Za-z0-9]+', '-', label).strip('-')}"
-        path.mkdir(parents=True)
-        return path
-
-    def add(self, m: Measurement) -> Measurement:
-        self.results.append(m)
-        self.log(_describe(m))
-        return m
-
-    def wants(self, tool: str) -> bool:
-        return tool in self.tools
-
-    def limit(self, m: Measurement, timeout_s: float) -> float | None:
-        """The time limit for the next child of ``m``, or None (and ``m`` marked skipped)
-        when the suite's budget is spent."""
-        left = self.deadline - time.monotonic()
-        if left < MIN_LEFT_S:
-            m.status = "skipped"
-            m.note = "the suite's time budget (--budget-min) was spent"
-            return None
-        return min(timeout_s, left)
-
-
-def sweeplab_cli() -> list[str]:
-    """``sweeplab`` of the Python running the suite (not a shim that would add its own start)."""
-    script = Path(sys.executable).with_name("sweeplab")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "sweeplab"]
-
-
-def sqlite_url(folder: Path, name: str) -> str:
-    return f"sqlite:///{folder / name}"
-
-
-# -- the generic measurement -----------------------------------------------------------
-def script(
-    ctx: Context,
-    tool: str,
-    workload: str,
-    mode: str,
-    trials: int,
-    params: dict[str, Any],
-    *,
-    env: str | None = None,
-    repeat: int = 1,
-    timeout_s: float = 180,
-    script_workload: str | None = None,
-) -> Measurement:
-    """Run a benchmark script ``repeat`` times; keep both clocks and whatever it reports."""
-    m = Measurement(workload, tool, mode, trials)
-    if env is None:
-        python, module = sys.executable, "benchmarks.sweeplab_bench"
-    else:
-        found = ctx.envs.get(env)
-        if found is None or found.python is None:
-            m.status = "not available"
-            m.note = found.error if found else "environment not built"
-            return m
-        python, module = str(found.python), f"benchmarks.peers.{tool}_peer"
-    extra: dict[str, list[Any]] = {}
-    for rep in range(repeat):
-        limit = ctx.limit(m, timeout_s)
-        if limit is None:
-            break
-        cwd = ctx.scratch(f"{workload}-{tool}-{mode}-{rep}")
-        p = {**params, "workload": script_workload or workload}
-        if env is None:
-            p.setdefault("store", sqlite_url(cwd, "bench.db"))
-        child = run_child(
-            [python, "-m", module, json.dumps(p)], cwd=cwd, log=cwd / "log.txt", timeout_s=limit
-        )
-        if not _accept(m, child, trials):
-            break
-        result = dict(child.result or {})
-        wall = result.pop("wall_s", None)
-        if wall is not None:
-            m.samples.setdefault("in_process_s", []).append(wall)
-        m.samples.setdefault("whole_s", []).append(child.wall_s)
-        m.samples.setdefault("peak_rss_mib", []).append(child.peak_rss_mib)
-        for key, value in result.items():
-            extra.setdefault(key, []).append(value)
-    _settle(m)
-    for key, values in extra.items():
-        numeric = all(isinstance(v, int | float) for v in values)
-        m.extra[key] = statistics.median(values) if numeric else values[-1]
-    return m
-
-
-def command(
-    ctx: Context,
-    m: Measurement,
-    argv: Callable[[Path], list[str]],
-    *,
-    repeat: int,
-    timeout_s: float,
-    key: str = "whole_s",
-    expect: Callable[[Child], str | None] | None = None,
-) -> None:
-    """Time a command line as a user runs it; ``argv`` gets a fresh folder each time."""
-    for rep in range(repeat):
-        limit = ctx.limit(m, timeout_s)
-        if limit is None:
-            break
-        cwd = ctx.scratch(f"{m.workload}-{m.tool}-{m.mode}-cmd-{rep}")
-        child = run_child(argv(cwd), cwd=cwd, log=cwd / "log.txt", timeout_s=limit)
-        if not _accept(m, child, None):
-            break
-        problem = expect(child) if expect else None
-        if problem:
-            m.status, m.note = "incomplete", problem
-            break
-        m.samples.setdefault(key, []).append(child.wall_s)
-        m.samples.setdefault("peak_rss_mib", []).append(child.peak_rss_mib)
-    _settle(m)
-
-
-def _accept(m: Measurement, child: Child, trials: int | None) -> bool:
-    if not child.ok:
-        m.status = "timed out" if child.timed_out else "failed"
-        m.note = f"{child.why()} (log: {_rel(child.log)})"
-        return False
-    if trials is not None:
-        completed = (child.result or {}).get("completed")
-        if completed != trials:
-            m.status = "incomplete"
-            m.note = f"{completed} of {trials} trials completed (log: {_rel(child.log)})"
-            return False
-    return True
-
-
-def _rel(path: Path) -> str:
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
-
-
-def _settle(m: Measurement) -> None:
-    for key in ("in_process_s", "whole_s"):
-        if m.samples.get(key):
-            setattr(m, key, statistics.median(m.samples[key]))
-    if m.samples.get("peak_rss_mib"):
-        m.peak_rss_mib = max(m.samples["peak_rss_mib"])
-
-
-def _describe(m: Measurement) -> str:
-    head = f"  {m.workload} {m.tool:<15} {m.mode:<28}"
-    if m.status != "ok":
-        return f"{head} {m.status.upper()}: {m.note}"
-    parts = []
-    if m.in_process_s is not None:
-        parts.append(f"in-process {m.in_process_s:.3f} s")
-    if m.whole_s is not None:
-        parts.append(f"whole {m.whole_s:.3f} s")
-    if m.workload in ("W0", "W1", "W2", "W4") and (m.in_process_s or m.whole_s):
-        parts.append(f"{m.trials / (m.in_process_s or m.whole_s or 1):,.0f} trials/s")
-    return f"{head} " + ", ".join(parts)
 
 
 # -- W0: overhead ----------------------------------------------------------------------
@@ -504,9 +299,14 @@ def _w4_once(ctx: Context, m: Measurement, url: str, workers: int) -> None:
     if broken:
         m.status = "timed out" if broken[0].timed_out else "failed"
         m.note = (
-            f"{len(broken)} of {workers} workers: {broken[0].why()} (log: {_rel(broken[0].log)})"
+            f"{len(broken)} of {workers} workers: {broken[0].why()} (log: {rel(broken[0].log)})"
         )
         return
+    # how the work was shared: each worker prints "worker: ran N trials ..."
+    m.extra["ran_per_worker"] = [
+        int(found.group(1)) if found else None
+        for found in (re.search(r"ran (\d+) trials", c.log.read_text()) for c in children)
+    ]
     m.whole_s = max(c.wall_s for c in children)
     m.samples["whole_s"] = [m.whole_s]
     m.peak_rss_mib = max(c.peak_rss_mib for c in children)
