@@ -5,12 +5,14 @@
     exp.wait()                                                             # from any process
 
 ``wait=True`` (the runner's path): each batch the runner submits becomes a job, batches
-submitted together go as one job array, and ``trials_per_job`` packs several batches in
-one job. ``workers`` jobs run at once (default 8); further batches wait here.
+submitted together go as one job array, and ``trials_per_job`` packs batches into a job
+until it holds that many trials (set it when trials are short: a job costs seconds to
+start). ``workers`` jobs run at once (default 8); further batches wait here.
 
 ``wait=False`` (runs that outlive the submitter, epyc's ClusterLab): every job is a pull
-worker, ``sweeplab.work`` on ``cpus_per_task`` slots, that claims, heartbeats and
-records in the store itself. ``submit_workers`` sends one array of them and returns.
+worker, ``sweeplab.work`` on ``cpus_per_task`` slots (``worker_backend``: processes or
+threads), that claims, heartbeats and records in the store itself. ``submit_workers``
+sends one array of them and returns.
 
 Inside a job, SLURM's SIGTERM (``scancel``, preemption) and its time-limit signal stop
 the trials as Ctrl-C does: finished outcomes are kept, the others handed back, and they
@@ -47,7 +49,7 @@ from sweeplab.trial import Outcome, TrialStatus
 #: jobs at once when ``workers`` is not given
 DEFAULT_JOBS = 8
 #: how often the submitter looks at its jobs
-POLL_S = 1.0
+POLL_S = 0.5
 #: batches submitted within this long of each other go in one job array
 LINGER_S = 0.2
 #: how long a job that SLURM no longer runs may take to show its result file
@@ -315,14 +317,17 @@ class _JobPool(Executor):
         while True:
             with self._lock:
                 self._lock.wait(timeout=LINGER_S if self._queue else POLL_S)
-                if self._shutdown and not self._live:
-                    return
+                if (self._shutdown or self._broken) and not self._live:
+                    stranded, self._queue = list(self._queue), deque()
+                    break
                 groups = self._groups()
             if groups:
                 self._launch(groups)
             if time.monotonic() - last_check >= POLL_S:
                 last_check = time.monotonic()
                 self._check()
+        for s in stranded:  # submitting failed: the run stops, these trials go back
+            s.future.set_exception(WorkerCrashed("interrupted"))
 
     def _groups(self) -> list[list[_Submission]]:
         """Take queued calls for the free job slots, ``trials_per_job`` trials a job (lock held)."""
