@@ -20,6 +20,7 @@ BACKENDS: dict[str, tuple[str, str, str | None]] = {
     "dask": ("sweeplab.backends.dask", "DaskBackend", "dask"),
     "ray": ("sweeplab.backends.ray", "RayBackend", "ray"),
     "mpi": ("sweeplab.backends.mpi", "MPIBackend", "mpi"),
+    "slurm": ("sweeplab.backends.slurm", "SlurmBackend", "slurm"),
 }
 
 
