@@ -145,7 +145,11 @@ class Runner:
         self._sizer = _BatchSizer()
         self._inflight: dict[cf.Future, tuple[TrialTask, ...]] = {}
         self._experiment_of: dict[cf.Future, int] = {}
-        self._solo: list[tuple[int, TrialTask]] = []  # trials of a lost batch, one at a time
+        self._solo: list[tuple[int, TrialTask]] = []
+        self._lost_once: set[int] = set()
+        #: batches in flight per slot: one running and one queued behind it, until an engine
+        #: loses a batch; then one, so no trial waits in a process that another may kill
+        self._depth = 2  # trials of a lost batch, one at a time
         self._unrecorded: list[Outcome] = []
         self._last_flush = time.monotonic()
         self._claimed = 0
@@ -157,21 +161,27 @@ class Runner:
         started = time.monotonic()
         store, lease = self.store, self.lease
         store.reclaim(lease.host, _pid_alive)
-        store.register_worker(lease, self.backend.slots, self.backend.name)
         self._progress = _ProgressTracker(self.report.experiment, self._counts(), self.on_progress)
         register_sink(self._store_key(), store)
-        executor = self.backend.start()
+        store.register_worker(lease, self.backend.slots, self.backend.name)
         try:
-            with _Heartbeat(store, lease, self.lease_s):
-                try:
-                    self._loop(executor)
-                    self._flush()
-                    self.backend.stop(cancel=False)
-                except KeyboardInterrupt as exc:
-                    with _sigint_ignored():
-                        self._cancel()
-                    self.report.interrupted = True
-                    self.interruption = exc
+            executor = self.backend.start()
+            try:
+                with _Heartbeat(store, lease, self.lease_s):
+                    try:
+                        self._loop(executor)
+                        self._flush()
+                    except KeyboardInterrupt as exc:
+                        with _sigint_ignored():
+                            self._cancel()
+                        self.report.interrupted = True
+                        self.interruption = exc
+                        return self.report
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.backend.stop(cancel=True)  # nothing of the engine outlives a failure
+                raise
+            self.backend.stop(cancel=False)
         finally:
             with _sigint_ignored():
                 store.release(lease)
@@ -242,10 +252,11 @@ class Runner:
 
     def _fill(self, executor: cf.Executor) -> None:
         """Keep every slot busy and one batch queued behind each."""
-        while self._solo and len(self._inflight) < 2 * self.backend.slots:
+        cap = self._depth * self.backend.slots
+        while self._solo and len(self._inflight) < cap:
             experiment_id, task = self._solo.pop(0)
             self._submit(executor, experiment_id, (task,))
-        while not self._exhausted and len(self._inflight) < 2 * self.backend.slots:
+        while not self._exhausted and len(self._inflight) < cap:
             limit = self._sizer.size
             if self.max_trials is not None:
                 limit = min(limit, self.max_trials - self._claimed)
@@ -349,8 +360,14 @@ class Runner:
             self._exhausted = False
 
     def _lost(self, experiment_id: int, tasks: tuple[TrialTask, ...], exc: Exception) -> None:
-        """The engine lost a batch without saying why: run its trials one at a time."""
-        if len(tasks) > 1:
+        """The engine lost a batch without saying why: run its trials one at a time.
+
+        A lone trial lost once may only have been queued in a process that another trial
+        killed, so it gets one more run on its own before it is blamed.
+        """
+        self._depth = 1
+        if len(tasks) > 1 or tasks[0].id not in self._lost_once:
+            self._lost_once.update(t.id for t in tasks if len(tasks) == 1)
             self._solo.extend((experiment_id, t) for t in tasks)
             return
         cause = f"{type(exc).__name__}: {exc}".strip()

@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,11 +55,18 @@ class FunctionRef:
         return "pickle:" + hashlib.sha256(self.pickled or b"").hexdigest()
 
     def load(self) -> Callable[..., Any]:
-        """The function, imported or unpickled once per process."""
+        """The function, imported or unpickled once per process (and once across threads)."""
         fn = _loaded.get(self.key)
         if fn is None:
-            fn = resolve_target(self.target) if self.target else cloudpickle.loads(self.pickled)
-            _loaded[self.key] = fn
+            with _file_lock:
+                fn = _loaded.get(self.key)
+                if fn is None:
+                    fn = (
+                        resolve_target(self.target)
+                        if self.target
+                        else cloudpickle.loads(self.pickled)
+                    )
+                    _loaded[self.key] = fn
         return fn
 
 
@@ -118,7 +126,16 @@ def _resolve_module_target(module: str, qualname: str) -> Any:
     return obj
 
 
+# a module half-way through its import is in sys.modules already: one loader at a time
+_file_lock = threading.RLock()
+
+
 def _resolve_file_target(path: Path, name: str) -> Callable[..., Any]:
+    with _file_lock:
+        return _load_file_target(path, name)
+
+
+def _load_file_target(path: Path, name: str) -> Callable[..., Any]:
     path = path.expanduser().resolve()
     if not path.is_file():
         raise TargetError(f"no file {path}: check the path in the target")

@@ -127,7 +127,7 @@ def study_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Mo
     sweeplab's process workers start there).
 
     The Dask runs with two threads per worker use this rather than a file target, whose
-    loading races between threads (see the xfail below)."""
+    loading raced between threads before the loader took a lock."""
     name = f"engine_study_{uuid.uuid4().hex[:8]}"  # no stale module or cached function
     (tmp_path / f"{name}.py").write_text(STUDY)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -291,13 +291,6 @@ SLOW_IMPORT = textwrap.dedent(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: sweeplab.target._resolve_file_target is not thread-safe: it puts the "
-    "module in sys.modules before executing it, so a second thread of the same process "
-    "that loads the same path:function meanwhile finds the half-executed module and fails "
-    "its trial with TargetError('... has no function ...')",
-)
 def test_dask_threads_load_a_file_target_without_a_race(tmp_path: Path) -> None:
     need_dask()
     path = tmp_path / "heavy_study.py"
@@ -329,14 +322,6 @@ def test_a_trial_that_kills_its_worker_fails_alone(
     assert set(frame.drop(index=3)["status"]) == {"done"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the runner keeps a second batch queued behind each slot, and on Dask that "
-    "batch waits on the same worker process; when the running trial kills the process, "
-    "Dask fails the queued, never-started batch with KilledWorker too (at once with "
-    "allowed-failures=0, after 4 such deaths with the default 3), and Runner._lost records "
-    "a lone lost trial as failed with error_kind crash instead of running it again",
-)
 def test_a_trial_queued_behind_a_killer_on_its_dask_worker_is_not_blamed(
     study_file: Path, tmp_path: Path
 ) -> None:
@@ -484,11 +469,6 @@ def test_wait_false_refuses_a_cluster_that_dies_with_the_run(study_file: Path, t
     assert exp.status()["pending"] == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: DaskBackend.start lets distributed's OSError out untranslated, so the CLI "
-    "prints a traceback (after 30 s) instead of a one-line error with exit 2",
-)
 def test_an_unreachable_scheduler_is_a_backend_error(study_file: Path, tmp_path: Path) -> None:
     need_dask()
     import dask

@@ -250,12 +250,6 @@ def test_ray_refuses_gpu_trials_on_a_cluster_without_gpus(
     assert ray_without_gpus["counts"]["pending"] == 2, "nothing ran, nothing changed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Runner.run() calls backend.start() outside its try/finally, so when start "
-    "raises (RayBackend.start after its own ray.init) the backend is never stopped and the "
-    "worker registered in the store is never unregistered",
-)
 def test_a_refused_ray_run_leaves_nothing_behind(ray_without_gpus: dict[str, Any]) -> None:
     assert not ray_without_gpus["ray_running"], "the Ray the backend started is still running"
     assert ray_without_gpus["workers"] == [], "the run is still registered as a worker"

@@ -23,6 +23,19 @@ except ImportError as exc:  # the registry turns this into "pip install sweeplab
     raise ImportError("dask.distributed is not installed") from exc
 
 
+CONNECT_TIMEOUT_S = 10
+
+
+def _connect(address: str) -> Client:
+    try:
+        return Client(address, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError) as exc:
+        raise BackendError(
+            f"cannot reach the Dask scheduler at {address} within {CONNECT_TIMEOUT_S} s "
+            f"({type(exc).__name__}): check --address and that the scheduler runs"
+        ) from exc
+
+
 class DaskBackend(Backend):
     name = "dask"
 
@@ -48,7 +61,7 @@ class DaskBackend(Backend):
 
     def start(self) -> Executor:
         if self._address is not None:
-            self._client = Client(self._address)
+            self._client = _connect(self._address)
             info = self._client.scheduler_info()["workers"]
             self.slots = max(1, sum(w.get("nthreads", 1) for w in info.values()))
         else:
@@ -78,7 +91,7 @@ class DaskBackend(Backend):
 
         from sweeplab.worker import work
 
-        with Client(self._address) as client:
+        with _connect(self._address) as client:
             threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
             futures = [
                 client.submit(
