@@ -276,6 +276,18 @@ class Experiment:
 
         return metrics_frame(self.store.metrics(self._experiment().id), self.trials())
 
+    def close(self) -> None:
+        """Release the store's connections (a store passed in as an object is left open)."""
+        if self._store is not None and not isinstance(self._store_arg, BaseStore):
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Experiment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __call__(self, **params: Any) -> Any:
         """Call the function directly on one point, outside any store (for quick checks)."""
         fn = self.fn or self._function().load()

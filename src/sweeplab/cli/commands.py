@@ -16,6 +16,13 @@ from sweeplab.target import Signature, resolve_target
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
+def close_stores() -> None:
+    """Close what the command opened, so SQLite folds its WAL back into the file."""
+    from sweeplab.store import close_all
+
+    close_all()
+
+
 def _experiment_for(args: argparse.Namespace) -> tuple[sl.Experiment, Any]:
     """Resolve the target and parse the sweep before the store is touched."""
     fn = resolve_target(args.target)

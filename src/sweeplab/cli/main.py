@@ -182,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code = getattr(commands, f"cmd_{args.verb}")(args)
+        commands.close_stores()
     except KeyboardInterrupt as exc:
         commands.report_interrupt(exc)
         sys.stdout.flush()

@@ -10,12 +10,15 @@
 from __future__ import annotations
 
 import os
+import weakref
 
 from sweeplab.store.base import BaseStore, Lease
 
 DEFAULT_URL = "sqlite:///sweeplab.db"
 
-__all__ = ["BaseStore", "Lease", "default_url", "open_store"]
+__all__ = ["BaseStore", "Lease", "close_all", "default_url", "open_store"]
+
+_opened: weakref.WeakSet[BaseStore] = weakref.WeakSet()
 
 
 def default_url() -> str:
@@ -36,4 +39,12 @@ def open_store(url: str | BaseStore | None = None, *, create: bool = True) -> Ba
         return MemoryStore()
     from sweeplab.store.sql.store import SQLStore
 
-    return SQLStore(url, create=create)
+    store = SQLStore(url, create=create)
+    _opened.add(store)
+    return store
+
+
+def close_all() -> None:
+    """Close every store ``open_store`` opened that is still in use somewhere."""
+    for store in list(_opened):
+        store.close()
