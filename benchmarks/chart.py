@@ -111,7 +111,12 @@ def draw(data: dict[str, Any], png: Path) -> None:
     if rows:
         n = [int(r["mode"].split(" ")[0]) for r in rows]
         rate = [r["trials"] / r["whole_s"] for r in rows]
-        w4.plot(n, rate, marker="o", color=OURS, label="sweeplab worker")
+        w4.plot(n, rate, marker="o", color=OURS, label="done / wall (workers' start included)")
+        drain = [
+            r["trials"] / r["extra"]["drain_s"] if r["extra"].get("drain_s") else None for r in rows
+        ]
+        if all(drain):
+            w4.plot(n, drain, marker="s", color=OURS, linestyle=":", label="while draining")
         w4.axhline(5000, color="black", linestyle="--", linewidth=1, label="target")
         w4.set_xticks(n)
         w4.set_ylim(bottom=0)

@@ -140,7 +140,9 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
 
 
 def _status(r: Row) -> str:
-    return "" if r["status"] == "ok" else f"**{r['status']}**: {r['note']}"
+    first = r["extra"].get("failed_once")
+    retried = f"failed once, then ran ({first})" if first else ""
+    return retried if r["status"] == "ok" else f"**{r['status']}**: {r['note']}"
 
 
 def _startup(r: Row) -> str:
@@ -269,7 +271,9 @@ def markdown(data: dict[str, Any]) -> str:
         f"\n## W4 server store: N `sweeplab worker -j 1` draining {s['w4_trials']:,} no-op "
         "trials from PostgreSQL\n\n"
         "Wall from starting the N workers to the last one's exit (interpreter starts "
-        "included); trials/s = done trials / wall.\n\n"
+        "included); trials/s = done trials / wall (the target's figure). *Draining* divides "
+        "by the window the store recorded instead, from the first trial's start to the "
+        "last one's finish: the rate once the workers are up.\n\n"
     )
     rows = []
     one = find(res, "W4", "sweeplab", "1 worker")
@@ -277,6 +281,7 @@ def markdown(data: dict[str, Any]) -> str:
     for r in (x for x in res if x["workload"] == "W4"):
         rate = r["trials"] / r["whole_s"] if ok(r) and r["whole_s"] else None
         counts = r["extra"].get("counts") or {}
+        drain = r["extra"].get("drain_s")
         rows.append(
             [
                 r["mode"].split(" ")[0],
@@ -284,12 +289,14 @@ def markdown(data: dict[str, Any]) -> str:
                 str(counts.get("done", "")),
                 "" if rate is None else f"{rate:,.0f}",
                 _ratio(rate, one_rate),
+                _rate(counts.get("done", 0), drain),
                 " / ".join(str(x) for x in r["extra"].get("ran_per_worker") or []),
                 _s(r["extra"].get("add_s"), 2),
                 _status(r),
             ]
         )
-    head = ["workers", "wall s", "done", "trials/s", "x 1 worker", "ran by each", "add s", ""]
+    head = ["workers", "wall s", "done", "trials/s", "x 1 worker", "trials/s draining"]
+    head += ["ran by each", "add s", ""]
     parts.append(_table(head, rows))
     parts.append(
         "\nPeer versions: "

@@ -321,6 +321,7 @@ def _w4_once(ctx: Context, m: Measurement, url: str, workers: int) -> None:
         timeout_s=120,
     )
     m.extra["counts"] = count.extra.get("counts")
+    m.extra["drain_s"] = count.extra.get("drain_s")
     if count.status != "ok":
         m.status, m.note = count.status, count.note
 

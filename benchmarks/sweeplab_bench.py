@@ -79,9 +79,15 @@ def w3_read(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def counts(p: dict[str, Any]) -> dict[str, Any]:
-    """How many trials of the experiment are in each status (W4's check)."""
-    status = sl.Experiment.open(p["name"], store=p["store"]).status()
-    return {"counts": status, "completed": status.get("done", 0)}
+    """How many trials of the experiment are in each status (W4's check), and the window in
+    which the store saw them run: from the first trial's start to the last one's finish."""
+    exp = sl.Experiment.open(p["name"], store=p["store"])
+    status = exp.status()
+    done = exp.trials(status="done")
+    starts = [t.started_at for t in done if t.started_at is not None]
+    ends = [t.finished_at for t in done if t.finished_at is not None]
+    window = max(ends) - min(starts) if starts and ends else None
+    return {"counts": status, "completed": status.get("done", 0), "drain_s": window}
 
 
 if __name__ == "__main__":
