@@ -12,9 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sweeplab.backends import Backend, make_backend
 from sweeplab.errors import SpaceError, TargetError, UsageError
-from sweeplab.runner import Progress, Runner, RunReport
 from sweeplab.space import Space, as_space, canonical_point, trial_seed
 from sweeplab.store import BaseStore, open_store
 from sweeplab.store.base import ExperimentRecord, NewTrial
@@ -23,6 +21,12 @@ from sweeplab.trial import Trial, TrialRecord, TrialStatus, TrialTask
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from sweeplab.backends import Backend
+    from sweeplab.runner import Progress, RunReport
+
+# The runner and the backends load when a run starts: importing sweeplab (as every
+# worker process does) stays cheap.
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -164,6 +168,9 @@ class Experiment:
             raise UsageError(f"retries={retries!r}: give 0 or more")
         if self.resources and "resources" not in backend_options and isinstance(backend, str):
             backend_options["resources"] = self.resources
+        from sweeplab.backends import make_backend
+        from sweeplab.runner import Runner, RunReport
+
         backend_obj = make_backend(backend, workers, **backend_options)
         if not wait:
             return self._submit_workers(backend_obj, timeout, retries, lease)
@@ -202,6 +209,8 @@ class Experiment:
     def _submit_workers(
         self, backend: Backend, timeout: float | None, retries: int, lease: float
     ) -> RunReport:
+        from sweeplab.runner import RunReport
+
         submit = getattr(backend, "submit_workers", None)
         if submit is None:
             raise UsageError(
