@@ -158,6 +158,7 @@ class ProcessPool(Executor):
         self._workers: list[_Worker] = []
         self._next_id = 0
         self._shutdown = False
+        self._prestart = False
         # Linux kills a child when the *thread* that started it ends (PR_SET_PDEATHSIG),
         # so every worker is started by this one thread, which lives as long as the pool.
         self._spawn_wanted = threading.Event()
@@ -165,6 +166,12 @@ class ProcessPool(Executor):
             target=self._spawn_loop, daemon=True, name="sweeplab-spawner"
         )
         self._spawner.start()
+
+    def prestart(self) -> None:
+        """Start every worker now: interpreters boot while the runner claims its first trials."""
+        with self._lock:
+            self._prestart = True
+            self._spawn_wanted.set()
 
     def slot_env(self, slot: int) -> dict[str, str]:
         return self._slot_envs[slot] if slot < len(self._slot_envs) else {}
@@ -204,12 +211,16 @@ class ProcessPool(Executor):
             with self._lock:
                 if self._shutdown:
                     return
-                while self._queue and len(self._workers) < self._size:
+                while (self._queue or self._prestart) and len(self._workers) < self._size:
                     taken = {w.slot for w in self._workers}
                     slot = min(set(range(self._size)) - taken)
                     worker = _Worker(self, slot)
                     self._workers.append(worker)
-                    worker.run(self._queue.popleft())
+                    if self._queue:
+                        worker.run(self._queue.popleft())
+                    else:
+                        self._idle.append(worker)
+                self._prestart = False
 
     def _job_finished(self, worker: _Worker, job: _Job, kind: str, value: Any) -> None:
         if kind == "result":
@@ -293,6 +304,7 @@ class ProcessesBackend(Backend):
 
     def start(self) -> Executor:
         self._pool = ProcessPool(self.slots, self._envs)
+        self._pool.prestart()
         return self._pool
 
     def stop(self, *, cancel: bool) -> None:

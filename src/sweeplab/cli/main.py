@@ -190,6 +190,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         terminated = isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated)
         # trial threads that ignore the interrupt must not hold the exit
         os._exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # the reader went away (`sweeplab results ... | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = EXIT_OK
     except (UsageError, StoreError) as exc:
         _print_error(exc, args.verbose)
         code = EXIT_USAGE
