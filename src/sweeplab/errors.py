@@ -8,6 +8,7 @@
     │   ├── BackendError          an unknown backend, or one whose extra is not installed
     │   └── UnknownExperiment     an experiment name the store does not have
     ├── StoreError                the store cannot be opened or used
+    │   ├── NoStore               there is no store at that URL (and none was to be made)
     │   ├── NotAStore             the file or database exists but is not a sweeplab store
     │   ├── SchemaVersionError    the store was made by another schema version
     │   └── LeaseLost             a trial's lease was taken over by another worker
@@ -51,6 +52,10 @@ class UnknownExperiment(UsageError):
 
 class StoreError(SweeplabError):
     """The store cannot be opened or used."""
+
+
+class NoStore(StoreError):
+    """There is no store at that URL, and the caller did not ask to create one."""
 
 
 class NotAStore(StoreError):

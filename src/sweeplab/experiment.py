@@ -160,12 +160,9 @@ class Experiment:
         ``threads_per_worker=`` and ``address=`` for dask, ``address=`` and ``resources=``
         for ray, and so on.
         """
-        if timeout is not None and not timeout > 0:
-            raise UsageError(f"timeout={timeout!r}: give a positive number of seconds")
-        if max_trials is not None and max_trials < 1:
-            raise UsageError(f"max_trials={max_trials!r}: give 1 or more")
-        if retries < 0:
-            raise UsageError(f"retries={retries!r}: give 0 or more")
+        from sweeplab.runner import check_run_options
+
+        check_run_options(timeout, retries, max_trials, lease)
         if self.resources and "resources" not in backend_options and isinstance(backend, str):
             backend_options["resources"] = self.resources
         from sweeplab.backends import make_backend

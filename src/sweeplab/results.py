@@ -9,6 +9,7 @@ whose name is taken by a parameter or one of those columns is called ``result.NA
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
@@ -130,13 +131,26 @@ def metrics_frame(metrics: Sequence[MetricRecord], trials: Sequence[TrialRecord]
     return frame
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, pd.Timestamp):
+        return None if pd.isna(value) else value.isoformat()
+    if value is pd.NaT or value is pd.NA:
+        return None
+    tolist = getattr(value, "tolist", None)
+    if tolist is not None:
+        return tolist()
+    return str(value)
+
+
 def export(frame: pd.DataFrame, fmt: str, out: BinaryIO) -> None:
     """Write ``frame`` as csv, jsonl or parquet to a binary stream."""
     if fmt == "csv":
         out.write(frame.to_csv(index=False).encode())
     elif fmt == "jsonl":
-        text = frame.to_json(orient="records", lines=True, date_format="iso", double_precision=15)
-        out.write(text.encode() if text.endswith("\n") or not text else (text + "\n").encode())
+        # through the json module: pandas' writer keeps only 15 significant digits
+        for record in frame.to_dict(orient="records"):
+            clean = {k: None if isinstance(v, float) and v != v else v for k, v in record.items()}
+            out.write((json.dumps(clean, default=_json_default) + "\n").encode())
     elif fmt == "parquet":
         try:
             import pyarrow  # noqa: F401

@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sweeplab.backends.base import Backend, WorkerCrashed
-from sweeplab.errors import BackendError
-from sweeplab.execution import Batch, BatchInterrupted, register_sink, run_batch
+from sweeplab.errors import BackendError, UsageError
+from sweeplab.execution import HOST, Batch, BatchInterrupted, register_sink, run_batch
 from sweeplab.store.base import BaseStore, ClaimedTrial, ExperimentRecord, Lease
 from sweeplab.target import FunctionRef
 from sweeplab.trial import ErrorKind, Outcome, TrialStatus, TrialTask
@@ -76,6 +76,20 @@ class RunReport:
         return not self.interrupted and all(
             n == 0 for status, n in self.counts.items() if status != str(TrialStatus.DONE)
         )
+
+
+def check_run_options(
+    timeout: float | None, retries: int, max_trials: int | None, lease: float
+) -> None:
+    """Refuse options no run can use, before anything is written."""
+    if timeout is not None and not timeout > 0:
+        raise UsageError(f"timeout={timeout!r}: give a positive number of seconds")
+    if max_trials is not None and max_trials < 1:
+        raise UsageError(f"max_trials={max_trials!r}: give 1 or more")
+    if retries < 0:
+        raise UsageError(f"retries={retries!r}: give 0 or more")
+    if not lease > 0:
+        raise UsageError(f"lease={lease!r}: give a positive number of seconds, e.g. 60")
 
 
 class _BatchSizer:
@@ -352,7 +366,8 @@ class Runner:
         if exc.running_index is not None and rest:
             culprit = rest.pop(0)
             kind = ErrorKind.TIMEOUT if exc.timed_out else ErrorKind.CRASH
-            self._accept((culprit,), [_failure(culprit, kind, exc.cause)])
+            failure = _failure(culprit, kind, exc.cause, exc.running_since)
+            self._accept((culprit,), [failure])
         if rest:
             self._flush()
             self.store.release(self.lease, [t.id for t in rest])
@@ -390,9 +405,19 @@ class Runner:
         self._flush()
 
 
-def _failure(task: TrialTask, kind: ErrorKind, cause: str) -> Outcome:
+def _failure(
+    task: TrialTask, kind: ErrorKind, cause: str, started_at: float | None = None
+) -> Outcome:
+    """A trial that could not report for itself; ``started_at`` is known to local pools."""
+    now = time.time()
     return Outcome(
-        task.id, TrialStatus.FAILED, error=cause, error_kind=kind, started_at=time.time()
+        task.id,
+        TrialStatus.FAILED,
+        error=cause,
+        error_kind=kind,
+        started_at=started_at or now,
+        duration_s=now - started_at if started_at else 0.0,
+        host=HOST if started_at else "",
     )
 
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from sweeplab.backends import Backend, make_backend
-from sweeplab.errors import UsageError
-from sweeplab.runner import Progress, Runner, RunReport
+from sweeplab.runner import Progress, Runner, RunReport, check_run_options
 from sweeplab.store import BaseStore, open_store
 
 
@@ -40,10 +39,7 @@ def work(
     """
     from sweeplab.experiment import RunInterrupted
 
-    if max_trials is not None and max_trials < 1:
-        raise UsageError(f"max_trials={max_trials!r}: give 1 or more")
-    if timeout is not None and not timeout > 0:
-        raise UsageError(f"timeout={timeout!r}: give a positive number of seconds")
+    check_run_options(timeout, retries, max_trials, lease)
     backend_obj = make_backend(backend, workers)
     store_obj = open_store(store, create=False)
     records = None if experiments is None else [store_obj.experiment(n) for n in experiments]

@@ -134,31 +134,16 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(case, folder, sweep
     assert PASSWORD not in message
 
 
-OPTION_BUG = (
-    "bug: `run` checks --timeout/--max-trials/--retries only in Experiment.run, after "
-    "cmd_run has already added the sweep's trials: exit 2, but the store has new trials"
-)
-
-
 @pytest.mark.parametrize(
     "option",
-    [
-        pytest.param(option, marks=pytest.mark.xfail(strict=True, reason=OPTION_BUG))
-        for option in (["--timeout", "0"], ["--max-trials", "0"], ["--retries", "-1"])
-    ],
-    ids=["timeout", "max-trials", "retries"],
+    [["--timeout", "0"], ["--max-trials", "0"], ["--retries", "-1"], ["--lease", "0"]],
+    ids=["timeout", "max-trials", "retries", "lease"],
 )
 def test_bad_run_option_adds_no_trials(option, folder, sweeplab):
     message = _refused(sweeplab, folder, "run", "study.py:slow", "x=1,2,3,4", *option, *STORE)
     assert option[0].lstrip("-").replace("-", "_") in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: `run TARGET` without a sweep, for an experiment the store does not have, "
-    "exits 2 ('has no trials') after Experiment.status() has created the experiment "
-    "(and the store file, when there was none)",
-)
 @pytest.mark.parametrize("store", ["runs.db", "fresh.db"])
 def test_run_without_sweep_of_a_new_experiment_writes_nothing(store, folder, sweeplab):
     message = _refused(sweeplab, folder, "run", "study.py:point", "--store", f"sqlite:///{store}")

@@ -3,8 +3,6 @@ backend: each is failed with its cause, and the others finish."""
 
 from __future__ import annotations
 
-import pytest
-
 from tests.acceptance.support import counts, executions, records
 
 STORE = ["--store", "sqlite:///runs.db"]
@@ -95,12 +93,6 @@ def test_retries_give_a_flaky_trial_another_attempt(study, sweeplab, tmp_path):
     assert executions(tmp_path) == {"case=flaky": 1, "case=ok": 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a trial whose process is killed (here: past its timeout) is recorded with "
-    "duration_s 0.0, no host, and started_at = finished_at = the time of the kill "
-    "(runner._failure builds the outcome from time.time() alone)",
-)
 def test_a_killed_trial_keeps_how_long_it_ran(study, sweeplab, tmp_path):
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     run = sweeplab(

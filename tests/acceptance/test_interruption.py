@@ -62,13 +62,6 @@ def _finish_and_check(sweeplab, tmp_path, backend: str) -> None:
     }
 
 
-SERIAL_SIGTERM_BUG = (
-    "bug: SIGTERM during a trial on the serial backend exits 130, not 143: the Terminated "
-    "raised in the trial is wrapped as BatchInterrupted, then as a plain KeyboardInterrupt "
-    "(runner._submit), then RunInterrupted, and cli.main only looks one __cause__ deep"
-)
-
-
 @pytest.mark.parametrize(
     ("signum", "status"),
     [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
@@ -78,8 +71,6 @@ SERIAL_SIGTERM_BUG = (
 def test_stopped_run_hands_back_and_resumes(
     request, backend, signum, status, study, start_sweeplab, sweeplab, tmp_path
 ):
-    if backend == "serial" and signum == signal.SIGTERM:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=SERIAL_SIGTERM_BUG))
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     runner, _, err, took_s = _stop_mid_run(start_sweeplab, tmp_path, backend, signum)
     assert took_s < STOP_WITHIN_S, f"took {took_s:.1f} s to stop"
@@ -90,7 +81,6 @@ def test_stopped_run_hands_back_and_resumes(
     assert 3 <= after["done"] < TRIALS
     assert process_workers_of(runner.pid) == []
     _finish_and_check(sweeplab, tmp_path, backend)
-    # last, so that the xfail above still checks everything else
     assert runner.returncode == status, err
 
 

@@ -120,11 +120,6 @@ def test_readme_command_line(study, sweeplab, tmp_path):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: `results --format jsonl` writes floats with 15 significant digits "
-    "(DataFrame.to_json(double_precision=15)), so they differ from the stored values",
-)
 def test_jsonl_export_keeps_every_digit(study, sweeplab, tmp_path):
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     run = sweeplab("run", "study.py:simulate", "n=10,20,40", "algo=ga,sa", *STORE, "--no-progress")

@@ -32,6 +32,7 @@ class WorkerCrashed(Exception):
         running_index: int | None = None,
         *,
         timed_out: bool = False,
+        running_since: float | None = None,
     ) -> None:
         super().__init__(cause)
         self.cause = cause
@@ -41,6 +42,8 @@ class WorkerCrashed(Exception):
         self.running_index = running_index
         #: the backend killed the process because its trial overran its timeout
         self.timed_out = timed_out
+        #: when the blamed trial started (epoch seconds), if the backend knows
+        self.running_since = running_since
 
 
 class Backend(ABC):

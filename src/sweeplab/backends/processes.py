@@ -251,6 +251,7 @@ class ProcessPool(Executor):
                     job.outcomes,
                     blamed,
                     timed_out=worker.killed_for_timeout,
+                    running_since=time.time() - (time.monotonic() - job.trial_started),
                 )
             )
 

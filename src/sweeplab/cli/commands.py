@@ -35,6 +35,16 @@ def _experiment_for(args: argparse.Namespace) -> tuple[sl.Experiment, Any]:
     return exp, space
 
 
+def _has_trials(name: str, store: str | None) -> bool:
+    """Whether the store has trials of ``name``, without creating store or experiment."""
+    from sweeplab.errors import NoStore, UnknownExperiment
+
+    try:
+        return sum(sl.Experiment.open(name, store=store).status().values()) > 0
+    except (NoStore, UnknownExperiment):
+        return False
+
+
 def cmd_add(args: argparse.Namespace) -> int:
     exp, space = _experiment_for(args)
     if space is None:
@@ -49,7 +59,10 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from sweeplab.runner import check_run_options
+
     exp, space = _experiment_for(args)
+    check_run_options(args.timeout, args.retries, args.max_trials, args.lease)
     backend = make_backend(args.backend, args.workers, **_backend_options(args))
     # (a bad backend name or option fails here, before anything is written)
     if getattr(backend, "serves_only", False):  # an MPI rank other than 0 only runs trials
@@ -57,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_OK
     if space is not None:
         exp.add(space, repeat=args.repeat)
-    elif sum(exp.status().values()) == 0:
+    elif not _has_trials(exp.name, args.store):
         raise TargetError(
             f"{exp.name!r} has no trials: give the parameters to sweep, e.g. "
             f"{sorted(Signature.of(exp.fn).required)[0]}=1,2,3"

@@ -187,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         commands.report_interrupt(exc)
         sys.stdout.flush()
         sys.stderr.flush()
-        terminated = isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated)
+        terminated = _caused_by(exc, Terminated)
         # trial threads that ignore the interrupt must not hold the exit
         os._exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
     except BrokenPipeError:
@@ -201,6 +201,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         _print_error(exc, args.verbose)
         code = EXIT_FAILED
     raise SystemExit(code)
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``kind`` is anywhere in the chain of causes and contexts of ``exc``."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        if isinstance(e, kind):
+            return True
+        seen.add(id(e))
+        todo += [e.__cause__, e.__context__]
+    return False
 
 
 def _print_error(exc: BaseException, verbose: bool) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from sweeplab._version import __version__
 from sweeplab.errors import (
     LeaseLost,
+    NoStore,
     NotAStore,
     SchemaVersionError,
     StoreError,
@@ -601,7 +602,7 @@ def _check_sqlite_file(url: URL, create: bool) -> None:
     path = Path(database)
     if not path.exists():
         if not create:
-            raise StoreError(
+            raise NoStore(
                 f"no store at {path}: create it with `sweeplab add` or `sweeplab run`, "
                 "or pass the right --store"
             )
