@@ -159,6 +159,13 @@ def markdown(data: dict[str, Any]) -> str:
         f"{meta['load_before'][0]:.2f} before and {meta['load_after'][0]:.2f} after; "
         f"the run took {meta['duration_s']:.0f} s.\n",
     ]
+    steps = meta.get("load_by_step") or []
+    if steps:
+        parts.append(
+            "Load average (1 min) as each step started, the suite's own load included: "
+            + ", ".join(f"{x['step']} ({', '.join(x['tools'])}) {x['load']:.2f}" for x in steps)
+            + ".\n"
+        )
     if meta["partial"]:
         parts.append("**A partial run (quick sizes or a subset): not the reference figures.**\n")
     parts.append(

@@ -27,7 +27,7 @@ from benchmarks.workloads import FULL, QUICK, calibrate
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
-FIRST = ("sweeplab", "joblib")
+W0_FIRST = ("sweeplab", "joblib")
 STEPS = {"W0": suite.w0, "W1": suite.w1, "W2": suite.w2, "W3": suite.w3, "W4": suite.w4}
 
 
@@ -107,18 +107,23 @@ def main(argv: list[str] | None = None) -> int:
     if "W0" in args.steps and "sweeplab" in args.tools:
         meta.update(suite.python_start(ctx))
     ctx.deadline = started + args.budget_min * 60
-    # sweeplab and joblib (the baseline of W1's target) first, the slower peers after, so
-    # a peer that eats the time budget cannot cost sweeplab's own figures
-    first = tuple(t for t in args.tools if t in FIRST)
-    phases = [first, tuple(t for t in args.tools if t not in FIRST)]
+    meta["load_by_step"] = []
+    # Each workload's tools run back to back, so their ratios are taken under the same
+    # conditions; only W0's slow peers (minutes each: Hydra, Optuna) wait until the end,
+    # so that a peer which eats the time budget cannot cost sweeplab's own figures.
+    late = tuple(t for t in args.tools if t not in W0_FIRST)
+    plan = [(step, args.tools if step != "W0" else W0_FIRST) for step in args.steps]
+    if "W0" in args.steps and late:
+        plan.append(("W0", late))
     try:
-        for tools in (p for p in phases if p):
-            ctx.tools = tools
-            for step in args.steps:
-                if step in ("W3", "W4") and "sweeplab" not in tools:
-                    continue  # sweeplab's alone
-                say(f"{step} on {', '.join(tools)}:")
-                STEPS[step](ctx)
+        for step, tools in plan:
+            ctx.tools = tuple(t for t in tools if t in args.tools and t in suite.OFFERS[step])
+            if not ctx.tools:
+                continue
+            load = os.getloadavg()[0]
+            meta["load_by_step"].append({"step": step, "tools": list(ctx.tools), "load": load})
+            say(f"{step} on {', '.join(ctx.tools)} (load average {load:.2f}):")
+            STEPS[step](ctx)
     finally:
         suite.cleanup(work)
     ctx.results.sort(key=lambda m: m.workload)  # stable: each workload's rows keep their order

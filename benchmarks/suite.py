@@ -24,6 +24,15 @@ WORKLOADS = Path(__file__).resolve().parent / "workloads.py"
 PEERS = ("joblib", "hydra", "pyexperimenter", "optuna", "dask", "ray")
 TOOLS = ("sweeplab", *PEERS)
 
+#: which tools each workload is measured on
+OFFERS = {
+    "W0": ("sweeplab", "joblib", "hydra", "pyexperimenter", "optuna", "ray"),
+    "W1": ("sweeplab", "joblib", "hydra", "pyexperimenter", "dask", "ray"),
+    "W2": ("sweeplab", "joblib", "dask"),
+    "W3": ("sweeplab",),
+    "W4": ("sweeplab",),
+}
+
 #: whether a tool keeps each trial's outcome once the process is gone
 PERSISTS = {
     "sweeplab": "SQLite, every outcome",
