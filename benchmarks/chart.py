@@ -72,8 +72,10 @@ def draw(data: dict[str, Any], png: Path) -> None:
     _bars(
         w0_whole,
         [(_label(r), r["whole_s"] if ok(r) else None, _is(r)) for r in w0],
-        "seconds, whole process (lower is better)",
+        "seconds, whole process (log scale; lower is better)",
     )
+    w0_whole.set_xscale("log")
+    w0_whole.xaxis.set_minor_formatter(NullFormatter())
     w0_whole.set_title("W0: whole process, interpreter start included")
 
     for ax, workload, title in (
