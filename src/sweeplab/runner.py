@@ -179,8 +179,8 @@ class Runner:
         register_sink(self._store_key(), store)
         store.register_worker(lease, self.backend.slots, self.backend.name)
         try:
-            executor = self.backend.start()
             try:
+                executor = self.backend.start()
                 with _Heartbeat(store, lease, self.lease_s):
                     try:
                         self._loop(executor)

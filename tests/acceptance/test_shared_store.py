@@ -215,8 +215,9 @@ def test_database_restart_mid_run(kind, request, study, tmp_path):
     env = _env(tmp_path)
     _cli("add", f"{study}:work", "x=range(0,1500)", "pause=0.005", "--store", url, env=env)
     workers = [_worker(url, env, "-j", "1") for _ in range(6)]
-    time.sleep(3.0)
-    before = _final_counts(url)
+    deadline = time.monotonic() + 120
+    while (before := _final_counts(url))["done"] < 50 and time.monotonic() < deadline:
+        time.sleep(0.2)  # every worker has started and is recording
     _restart_server(kind)
     outputs = [w.communicate(timeout=300) for w in workers]
     assert all(w.returncode == 0 for w in workers), [err for _, err in outputs]

@@ -7,6 +7,7 @@ import functools
 import logging
 import operator
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -58,6 +59,17 @@ ID_CHUNK = 900  # below SQLite's oldest limit on bound variables
 
 #: how long a server store keeps retrying a dropped connection (a restart, a failover)
 RETRY_FOR_S = float(os.environ.get("SWEEPLAB_DB_RETRY_S", "300"))
+
+#: how long opening a server store waits for a server that is restarting
+OPEN_RETRY_S = float(os.environ.get("SWEEPLAB_DB_OPEN_RETRY_S", "30"))
+#: and how long it waits when the connection is refused (a restart, or no server at all)
+REFUSED_RETRY_S = 5.0
+_REFUSED = re.compile(r"Connection refused|Can't connect", re.IGNORECASE)
+_RESTARTING = re.compile(
+    r"shutting down|starting up|in recovery mode|server closed the connection"
+    r"|Lost connection|terminating connection|Connection refused|Can't connect",
+    re.IGNORECASE,
+)
 
 log = logging.getLogger("sweeplab.store")
 
@@ -119,13 +131,34 @@ class SQLStore(BaseStore):
         self._insert_trials = dialects.insert_ignore(self.kind, trials)
         self._insert_trials_returning = self._insert_trials.returning(trials.c.id)
         try:
-            with self._translated("open"):
-                self._open_schema(create)
+            self._open_with_retries(create)
         except BaseException:
             self.engine.dispose()  # nobody can close a store that failed to open
             raise
 
     # -- opening -------------------------------------------------------------------
+    def _open_with_retries(self, create: bool) -> None:
+        """Open, waiting out a server that is restarting; any other error is final at once
+        (a wrong password or host must not hang the command line)."""
+        deadline = time.monotonic() + OPEN_RETRY_S
+        refused_deadline = time.monotonic() + REFUSED_RETRY_S
+        delay = 0.2
+        while True:
+            try:
+                with self._translated("open"):
+                    self._open_schema(create)
+                return
+            except StoreError as exc:
+                cause = str(exc.__cause__)
+                if self.kind == "sqlite" or not _RESTARTING.search(cause):
+                    raise
+                if _REFUSED.search(cause) and time.monotonic() + delay > refused_deadline:
+                    raise  # most likely no server at all: say so soon
+                if time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
     def _open_schema(self, create: bool) -> None:
         with self.engine.connect() as conn:
             try:
