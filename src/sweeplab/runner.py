@@ -6,8 +6,9 @@ from a heartbeat thread, and on Ctrl-C records what finished and hands back the 
 
 Batches adapt to the trials: the first holds one trial, later ones aim at
 ``BATCH_TARGET_S`` of work each, so no-op trials go a thousand to a claim while hour-long
-ones go one by one. Outcomes are committed at least every ``FLUSH_INTERVAL_S``, and at
-once after a trial that took longer than that, so a crash loses at most that much work.
+ones go one by one. Outcomes are committed within ``FLUSH_INTERVAL_S`` of finishing, and
+at once after a trial longer than ``LONG_TRIAL_S``, so a crash loses at most that much
+finished work, and trials of a few tens of milliseconds share their commits.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from sweeplab.trial import ErrorKind, Outcome, TrialStatus, TrialTask
 BATCH_TARGET_S = 0.05
 MAX_BATCH = 1000
 FLUSH_INTERVAL_S = 0.05
+LONG_TRIAL_S = 0.5
 PROGRESS_INTERVAL_S = 0.25
 CANCEL_GRACE_S = 3.0
 
@@ -240,9 +242,11 @@ class Runner:
                 self._exhausted = False
                 self._progress.tick(0)
                 continue
-            done, _ = cf.wait(
-                self._inflight, timeout=PROGRESS_INTERVAL_S, return_when=cf.FIRST_COMPLETED
-            )
+            timeout = PROGRESS_INTERVAL_S
+            if self._unrecorded:  # wake up in time to commit them
+                since = time.monotonic() - self._last_flush
+                timeout = max(0.0, min(timeout, FLUSH_INTERVAL_S - since))
+            done, _ = cf.wait(self._inflight, timeout=timeout, return_when=cf.FIRST_COMPLETED)
             for future in done:
                 self._collect(future, self._inflight.pop(future))
             if self._unrecorded and (
@@ -356,7 +360,7 @@ class Runner:
                 self.report.done += 1
         self._unrecorded.extend(outcomes)
         self._progress.finished(outcomes)
-        if outcomes and outcomes[-1].duration_s >= FLUSH_INTERVAL_S:
+        if outcomes and outcomes[-1].duration_s >= LONG_TRIAL_S:
             self._flush()  # a long trial's outcome is committed at once
 
     def _crashed(self, tasks: tuple[TrialTask, ...], exc: WorkerCrashed) -> None:

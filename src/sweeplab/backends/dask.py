@@ -65,13 +65,18 @@ class DaskBackend(Backend):
             info = self._client.scheduler_info()["workers"]
             self.slots = max(1, sum(w.get("nthreads", 1) for w in info.values()))
         else:
-            self._cluster = LocalCluster(
-                n_workers=self._processes,
-                threads_per_worker=self._threads,
-                processes=True,
-                dashboard_address=None,
-                **self._options,
-            )
+            import dask
+
+            # the runner isolates the trial that kills workers by itself: a task whose
+            # worker died fails at once, instead of killing three more workers first
+            with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+                self._cluster = LocalCluster(
+                    n_workers=self._processes,
+                    threads_per_worker=self._threads,
+                    processes=True,
+                    dashboard_address=None,
+                    **self._options,
+                )
             self._client = Client(self._cluster)
         return self._client.get_executor(pure=False)
 
