@@ -240,7 +240,7 @@ class Runner:
                     return
                 time.sleep(self.poll_s)
                 self._exhausted = False
-                self._progress.tick(0)
+                self._progress.tick()
                 continue
             timeout = PROGRESS_INTERVAL_S
             if self._unrecorded:  # wake up in time to commit them
@@ -253,7 +253,7 @@ class Runner:
                 time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S or not self._inflight
             ):
                 self._flush()
-            self._progress.tick(len(self._inflight))
+            self._progress.tick()
 
     def _should_wait(self) -> bool:
         """Nothing to claim now: wait for trials that other holders still run, or for more."""
@@ -329,7 +329,7 @@ class Runner:
             self._collect(future, self._inflight.pop(future))
             if self._unrecorded and time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
                 self._flush()
-            self._progress.tick(len(self._inflight))
+            self._progress.tick()
 
     # -- outcomes --------------------------------------------------------------------
     def _collect(self, future: cf.Future, tasks: tuple[TrialTask, ...]) -> None:
@@ -510,7 +510,7 @@ class _ProgressTracker:
             else:
                 self.failed += 1
 
-    def tick(self, _inflight: int, force: bool = False) -> None:
+    def tick(self, force: bool = False) -> None:
         if self._on_progress is None:
             return
         now = time.monotonic()
@@ -531,4 +531,4 @@ class _ProgressTracker:
             )
 
     def finish(self) -> None:
-        self.tick(0, force=True)
+        self.tick(force=True)

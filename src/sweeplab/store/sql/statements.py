@@ -161,41 +161,39 @@ delete_worker = delete(workers).where(workers.c.owner == bindparam("p_owner"))
 all_workers = select(workers).order_by(workers.c.heartbeat_at.desc())
 
 
+#: what a claim hands back for each trial, in this order
+CLAIMED_COLUMNS = (
+    trials.c.id,
+    trials.c.experiment_id,
+    trials.c.params,
+    trials.c.repetition,
+    trials.c.seed,
+    trials.c.attempts,
+)
+
+
 @cache
 def claim_returning(kind: str, by_experiment: bool, skip_locked: bool):
     """UPDATE ... RETURNING that claims the oldest pending trials (SQLite, PostgreSQL)."""
     return (
         update(trials)
-        .where(trials.c.id.in_(_pending_ids(by_experiment, skip_locked)))
-        .values(_claim_values(kind))
-        .returning(
-            trials.c.id,
-            trials.c.experiment_id,
-            trials.c.params,
-            trials.c.repetition,
-            trials.c.seed,
-            trials.c.attempts,
+        .where(
+            trials.c.id.in_(
+                _oldest_pending(
+                    (trials.c.id,), by_experiment, lock=skip_locked, skip_locked=skip_locked
+                )
+            )
         )
+        .values(_claim_values(kind))
+        .returning(*CLAIMED_COLUMNS)
     )
 
 
 @cache
 def claim_select(by_experiment: bool, skip_locked: bool):
     """The locking SELECT of a two-step claim (MySQL/MariaDB)."""
-    query = select(
-        trials.c.id,
-        trials.c.experiment_id,
-        trials.c.params,
-        trials.c.repetition,
-        trials.c.seed,
-        trials.c.attempts,
-    ).where(trials.c.status == PENDING)
-    if by_experiment:
-        query = query.where(
-            trials.c.experiment_id.in_(bindparam("p_experiment_ids", expanding=True))
-        )
-    query = query.order_by(trials.c.id).limit(bindparam("p_limit"))
-    return query.with_for_update(skip_locked=skip_locked)
+    # a server without SKIP LOCKED still locks the rows: claims then wait, but stay atomic
+    return _oldest_pending(CLAIMED_COLUMNS, by_experiment, lock=True, skip_locked=skip_locked)
 
 
 @cache
@@ -208,15 +206,16 @@ def claim_update(kind: str):
     )
 
 
-def _pending_ids(by_experiment: bool, skip_locked: bool):
-    query = select(trials.c.id).where(trials.c.status == PENDING)
+def _oldest_pending(columns: tuple, by_experiment: bool, *, lock: bool, skip_locked: bool):
+    """The oldest pending trials (of some experiments), optionally locked."""
+    query = select(*columns).where(trials.c.status == PENDING)
     if by_experiment:
         query = query.where(
             trials.c.experiment_id.in_(bindparam("p_experiment_ids", expanding=True))
         )
     query = query.order_by(trials.c.id).limit(bindparam("p_limit"))
-    if skip_locked:
-        query = query.with_for_update(skip_locked=True)
+    if lock:
+        query = query.with_for_update(skip_locked=skip_locked)
     return query
 
 
