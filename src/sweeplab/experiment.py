@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sweeplab.errors import SpaceError, TargetError, UsageError
-from sweeplab.space import Space, as_space, canonical_point, trial_seed
+from sweeplab.space import PointKeys, Space, as_space, canonical_point, trial_seed
 from sweeplab.store import BaseStore, open_store
 from sweeplab.store.base import ExperimentRecord, NewTrial
 from sweeplab.target import FunctionRef, Signature
@@ -126,9 +126,14 @@ class Experiment:
         name = self.name
 
         def trials() -> Iterable[NewTrial]:
+            keys = PointKeys()
+            checked: tuple[str, ...] = ()
             for point in space:
-                signature.check_point(point)
-                text, key = canonical_point(point)
+                names = tuple(point)
+                if names != checked:  # points of one space mostly share their names
+                    signature.check_point(point)
+                    checked = names
+                text, key = keys(point)
                 for rep in range(repeat):
                     yield NewTrial(key, text, rep, trial_seed(name, key, rep))
 

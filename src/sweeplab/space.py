@@ -399,3 +399,50 @@ def trial_seed(experiment: str, key: str, repetition: int) -> int:
     """The seed of one repetition of one point: stable, in [0, 2**32) so numpy accepts it."""
     digest = hashlib.sha256(f"{experiment}\x00{key}\x00{repetition}".encode()).digest()
     return int.from_bytes(digest[:4], "big")
+
+
+def _finite_float(value: float) -> str:
+    if not math.isfinite(value):
+        raise NotJSONError("", value, "NaN and infinity are not JSON")
+    return repr(value)
+
+
+#: JSON text of a scalar by its exact type, as ``_scalar_json`` writes it
+_SCALAR_TEXT = {
+    int: int.__repr__,
+    str: _encode_str,
+    float: _finite_float,
+    bool: lambda v: "true" if v else "false",
+    type(None): lambda v: "null",
+}
+
+
+class PointKeys:
+    """``canonical_point`` for a stream of points, as fast as adding a million needs.
+
+    What depends only on the parameter names (their JSON text, their sorted order) is
+    worked out once per run of points with the same names; the text and the key are
+    byte for byte those of ``canonical_point``, which any other point falls back to.
+    """
+
+    def __init__(self) -> None:
+        self._names: tuple[str, ...] | None = None
+        self._prefixes: list[str] = []
+        self._order: list[int] | None = None
+
+    def __call__(self, point: Mapping[str, Any]) -> tuple[str, str]:
+        names = tuple(point)
+        if names != self._names:
+            self._names = names
+            self._prefixes = [f"{_encode_str(k)}:" for k in names]
+            order = sorted(range(len(names)), key=names.__getitem__)
+            self._order = None if order == list(range(len(names))) else order
+        try:
+            parts = [p + _SCALAR_TEXT[type(v)](v) for p, v in zip(self._prefixes, point.values())]
+        except (KeyError, NotJSONError):  # a list, a dict, a numpy value, NaN
+            return canonical_point(point)  # which raises the error that names the parameter
+        text = "{" + ",".join(parts) + "}"
+        if self._order is not None:
+            text_sorted = "{" + ",".join(parts[i] for i in self._order) + "}"
+        canonical = text if self._order is None else text_sorted
+        return text, hashlib.sha256(canonical.encode()).hexdigest()[:32]

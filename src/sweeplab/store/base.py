@@ -34,7 +34,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from sweeplab.trial import Outcome, TrialRecord, TrialStatus, TrialTask
 
@@ -102,9 +102,9 @@ class WorkerRecord:
     heartbeat_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class NewTrial:
-    """A trial to add: one repetition of one canonical point."""
+class NewTrial(NamedTuple):
+    """A trial to add: one repetition of one canonical point (a tuple: a million are
+    made for a million points, and a tuple is made twice as fast as a frozen dataclass)."""
 
     point_key: str
     params_json: str

@@ -28,6 +28,7 @@ DRIVERS = {
 }
 
 SQLITE_BUSY_TIMEOUT_S = 60
+SQLITE_CACHE_MIB = 64
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -86,6 +87,9 @@ def _set_up_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode: a commit survives any crash of the process, at ~20 us a commit
         cursor.execute("PRAGMA synchronous = NORMAL")
+        # pages of the trials' indexes stay in memory while a million trials are added, where
+        # the default 2 MiB sends each insert into the point-key index to the file
+        cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_MIB * 1024}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -6,6 +6,8 @@ refused on open with an error that names the fix.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -19,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects import mysql
 
@@ -39,6 +42,12 @@ _MYSQL_TEXT = {
     for dialect in ("mysql", "mariadb")
     for option, value in (("charset", "utf8mb4"), ("collate", "utf8mb4_bin"))
 }
+
+
+def _where_not_null(column: str) -> dict[str, Any]:
+    condition = text(f"{column} IS NOT NULL")
+    return {"sqlite_where": condition, "postgresql_where": condition}
+
 
 metadata = MetaData()
 
@@ -89,9 +98,16 @@ trials = Table(
     UniqueConstraint("experiment_id", "point_key", "repetition", name="sweeplab_trials_point"),
     # the claim scans pending trials of some experiments in id order
     Index("sweeplab_trials_claim", "experiment_id", "status", "id"),
-    Index("sweeplab_trials_lease", "lease_owner"),
+    # Partial where the database has them (SQLite, PostgreSQL): a pending trial has neither a
+    # lease nor a finish, so adding a million trials writes no entry in either index.
+    Index("sweeplab_trials_lease", "lease_owner", **_where_not_null("lease_owner")),
     # status shows the rate of trials finished lately
-    Index("sweeplab_trials_finished", "experiment_id", "finished_at"),
+    Index(
+        "sweeplab_trials_finished",
+        "experiment_id",
+        "finished_at",
+        **_where_not_null("finished_at"),
+    ),
     **_MYSQL_TEXT,
 )
 

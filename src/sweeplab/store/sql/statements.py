@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from sqlalchemy import and_, bindparam, delete, func, null, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, literal_column, null, or_, select, update
 
 from sweeplab.store.base import LOST_ALLOWANCE
 from sweeplab.store.sql import dialects
@@ -33,6 +33,26 @@ _NO_LEASE = {
 }
 
 read_meta = select(meta.c.key, meta.c.value)
+
+#: the binds of ``add_trial``, in order: the experiment, a ``NewTrial``'s fields, the time
+ADDED_TRIAL = ("b_experiment_id", "b_point_key", "b_params", "b_repetition", "b_seed", "b_now")
+
+
+@cache
+def add_trial(kind: str):
+    """Insert a pending trial unless its point and repetition are there already."""
+    return dialects.insert_ignore(kind, trials).values(
+        experiment_id=bindparam("b_experiment_id"),
+        point_key=bindparam("b_point_key"),
+        params=bindparam("b_params"),
+        repetition=bindparam("b_repetition"),
+        seed=bindparam("b_seed"),
+        status=literal_column("'pending'"),  # PENDING, as SQL text: one bind fewer a row
+        attempts=literal_column("0"),
+        max_attempts=literal_column("1"),
+        created_at=bindparam("b_now"),
+    )
+
 
 experiment_by_name = select(experiments).where(experiments.c.name == bindparam("p_name"))
 all_experiments = select(experiments).order_by(experiments.c.id)

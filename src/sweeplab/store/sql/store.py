@@ -128,7 +128,7 @@ class SQLStore(BaseStore):
         self.engine = dialects.make_engine(self.url, driver_options(self.url))
         self._skip_locked = dialects.skip_locked(self.kind)
         self._compiled: dict[Any, tuple[str, Any, dict[str, Any]]] = {}
-        self._insert_trials = dialects.insert_ignore(self.kind, trials)
+        self._insert_trials = q.add_trial(self.kind)
         self._insert_trials_returning = self._insert_trials.returning(trials.c.id)
         try:
             self._open_with_retries(create)
@@ -287,31 +287,21 @@ class SQLStore(BaseStore):
     # -- trials --------------------------------------------------------------------
     def add_trials(self, experiment_id: int, trials_: Iterable[NewTrial]) -> int:
         # One transaction for the whole space: a bad point half-way leaves the store as it was.
-        stmt = self._insert_trials
-        returning = self._insert_trials_returning
         added = 0
-        rows = iter(trials_)
+        source = iter(trials_)
         with self._translated("add trials to"), self._write() as conn:
-            while chunk := list(islice(rows, ADD_CHUNK)):
+            while chunk := list(islice(source, ADD_CHUNK)):
                 now = time.time()
-                params = [
-                    {
-                        "experiment_id": experiment_id,
-                        "point_key": t.point_key,
-                        "repetition": t.repetition,
-                        "params": t.params_json,
-                        "seed": t.seed,
-                        "status": q.PENDING,
-                        "attempts": 0,
-                        "max_attempts": 1,
-                        "created_at": now,
-                    }
-                    for t in chunk
-                ]
+                # in the order of q.ADDED_TRIAL: a tuple a trial, no dict, for a million trials
+                rows = [(experiment_id, *t, now) for t in chunk]
                 if self.kind == "postgresql":  # psycopg does not sum executemany's rowcount
-                    added += len(conn.execute(returning, params).all())
+                    names = q.ADDED_TRIAL
+                    params = [dict(zip(names, row)) for row in rows]
+                    added += len(conn.execute(self._insert_trials_returning, params).all())
                 else:
-                    added += max(self._executemany(conn, stmt, params), 0)
+                    added += max(
+                        self._executemany_tuples(conn, self._insert_trials, q.ADDED_TRIAL, rows), 0
+                    )
         return added
 
     @_retried
@@ -407,6 +397,21 @@ class SQLStore(BaseStore):
         else:
             params = [tuple(row.get(n, defaults.get(n)) for n in names) for row in rows]
         return conn.exec_driver_sql(sql, params).rowcount
+
+    def _executemany_tuples(
+        self, conn: Connection, stmt: Any, names: tuple[str, ...], rows: list[tuple]
+    ) -> int:
+        """``_executemany`` for rows given as tuples of the binds ``names``, passed to a
+        positional driver (SQLite) as they are when the statement binds in that order."""
+        compiled = self._compiled.get((stmt, names))
+        if compiled is None:
+            c = stmt.compile(dialect=self.engine.dialect)
+            order = tuple(c.positiontup) if c.positional else None
+            compiled = self._compiled[stmt, names] = (str(c), order, {})
+        sql, order, _ = compiled
+        if order != names:
+            return self._executemany(conn, stmt, [dict(zip(names, row)) for row in rows])
+        return conn.exec_driver_sql(sql, rows).rowcount
 
     def _held(self, conn: Connection, lease: Lease, ids: list[int]) -> dict[int, int]:
         stmt = q.held_by_lease
