@@ -273,7 +273,8 @@ class Experiment:
         """One row per trial: id, params, repetition, seed, status, result fields, timing, error."""
         from sweeplab.results import results_frame
 
-        return results_frame(self.trials(status))
+        statuses = None if status is None else _statuses(status)
+        return results_frame(self.store.trial_columns(self._experiment().id, statuses))
 
     def summary(self, by: str | Sequence[str] | None = None) -> pd.DataFrame:
         """count, mean, std, min, max of every numeric result over the repetitions of each point."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 # Canonical text: sorted keys, no spaces, no NaN. Python's float repr is the shortest
@@ -66,6 +67,12 @@ def dumps(value: Any) -> str:
 
 
 loads = json.loads
+
+
+def loads_each(texts: Sequence[str | None]) -> tuple[Any, ...]:
+    """``loads`` of every text (None stays None), parsed as one JSON array: one call into
+    the C parser for a hundred thousand values instead of a hundred thousand calls."""
+    return tuple(json.loads("[" + ",".join("null" if t is None else t for t in texts) + "]"))
 
 
 def _numpy_default(value: Any) -> Any:

@@ -18,7 +18,7 @@ import pandas as pd
 from sweeplab.errors import UsageError
 from sweeplab.jsonvalues import canonical_json
 from sweeplab.store.base import MetricRecord
-from sweeplab.trial import TrialRecord, TrialStatus
+from sweeplab.trial import TrialColumns, TrialRecord, TrialStatus
 
 HEAD = ["trial_id"]
 MIDDLE = ["repetition", "seed", "status"]
@@ -37,37 +37,45 @@ def _flatten(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def results_frame(trials: Sequence[TrialRecord]) -> pd.DataFrame:
-    param_names: dict[str, None] = {}
-    result_names: dict[str, None] = {}
-    flat_results = []
-    for t in trials:
-        param_names.update(dict.fromkeys(t.params))
-        flat = _flatten(t.result) if t.result else {}
-        result_names.update(dict.fromkeys(flat))
-        flat_results.append(flat)
+def results_frame(trials: TrialColumns | Sequence[TrialRecord]) -> pd.DataFrame:
+    t = trials if isinstance(trials, TrialColumns) else TrialColumns.of(trials)
+    param_names = _names(t.params)
+    results = t.result
+    if any(type(v) is dict and v for r in results if r for v in r.values()):
+        results = tuple(_flatten(r) if r else r for r in results)
+    result_names = _names(results)
     taken = set(param_names) | set(HEAD) | set(MIDDLE) | set(TAIL)
-    renamed = {r: (f"result.{r}" if r in taken else r) for r in result_names}
-    rows = []
-    for t, flat in zip(trials, flat_results):
-        row: dict[str, Any] = {"trial_id": t.id, **t.params}
-        row.update(repetition=t.repetition, seed=t.seed, status=str(t.status))
-        row.update({renamed[k]: v for k, v in flat.items()})
-        row.update(
-            attempts=t.attempts,
-            duration_s=t.duration_s,
-            host=t.host,
-            error=t.error,
-            error_kind=t.error_kind,
-            started_at=t.started_at,
-            finished_at=t.finished_at,
-        )
-        rows.append(row)
-    columns = [*HEAD, *param_names, *MIDDLE, *renamed.values(), *TAIL]
-    frame = pd.DataFrame.from_records(rows, columns=columns)
-    for stamp in ("started_at", "finished_at"):
-        frame[stamp] = pd.to_datetime(frame[stamp], unit="s", utc=True)
-    return frame
+    data: dict[str, Any] = {"trial_id": t.id}
+    data.update(_columns(t.params, param_names))
+    data.update(repetition=t.repetition, seed=t.seed, status=t.status)
+    flat = _columns(results, result_names)
+    data.update({(f"result.{r}" if r in taken else r): values for r, values in flat.items()})
+    data.update(
+        attempts=t.attempts,
+        duration_s=t.duration_s,
+        host=t.host,
+        error=t.error,
+        error_kind=t.error_kind,
+        started_at=pd.to_datetime(pd.Series(t.started_at, dtype="float64"), unit="s", utc=True),
+        finished_at=pd.to_datetime(pd.Series(t.finished_at, dtype="float64"), unit="s", utc=True),
+    )
+    return pd.DataFrame(data)
+
+
+def _names(dicts: Sequence[dict[str, Any] | None]) -> list[str]:
+    """Every key of ``dicts``, in the order first seen."""
+    names: dict[str, None] = {}
+    last = None
+    for d in dicts:
+        if d and d.keys() != last:  # most trials share their keys: one dict update a shape
+            names.update(dict.fromkeys(d))
+            last = d.keys()
+    return list(names)
+
+
+def _columns(dicts: Sequence[dict[str, Any] | None], names: list[str]) -> dict[str, list[Any]]:
+    empty: dict[str, Any] = {}
+    return {n: [(d or empty).get(n) for d in dicts] for n in names}
 
 
 def summary_frame(trials: Sequence[TrialRecord], by: str | Sequence[str] | None) -> pd.DataFrame:

@@ -9,7 +9,8 @@ import enum
 import os
 import pickle
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 import cloudpickle
@@ -71,6 +72,38 @@ class TrialRecord:
     host: str | None
     lease_owner: str | None
     lease_expires_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TrialColumns:
+    """Trials of one experiment column by column, in id order: the shape ``results()``
+    builds its DataFrame from, read without a record per trial."""
+
+    id: tuple[int, ...]
+    params: tuple[dict[str, Any], ...]
+    repetition: tuple[int, ...]
+    seed: tuple[int, ...]
+    status: tuple[str, ...]
+    attempts: tuple[int, ...]
+    result: tuple[dict[str, Any] | None, ...]
+    error: tuple[str | None, ...]
+    error_kind: tuple[str | None, ...]
+    started_at: tuple[float | None, ...]
+    finished_at: tuple[float | None, ...]
+    duration_s: tuple[float | None, ...]
+    host: tuple[str | None, ...]
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+    @classmethod
+    def of(cls, records: Sequence[TrialRecord]) -> TrialColumns:
+        names = [f.name for f in fields(cls)]
+        if not records:
+            return cls(*([()] * len(names)))
+        columns = {n: tuple(getattr(r, n) for r in records) for n in names}
+        columns["status"] = tuple(str(s) for s in columns["status"])
+        return cls(**columns)
 
 
 @dataclass(frozen=True, slots=True)

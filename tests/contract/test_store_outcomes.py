@@ -328,3 +328,39 @@ def test_finished_since_counts_only_trials_that_finished(store, exp):
 
     assert store.finished_since(exp, before) == 2
     assert store.finished_since(exp, now + 60) == 0
+
+
+# -- reading column by column (what results() reads) ------------------------------------
+def test_trial_columns_hold_what_trials_hold_in_id_order(store, exp):
+    other = store.ensure_experiment("other", None, None).id
+    store.add_trials(exp, new_trials(4))
+    store.add_trials(other, new_trials(2))
+    a, b, c = claimed_ids(claim(store, limit=3, experiment_ids=[exp]))
+    nested = Outcome(
+        a, DONE, result_json='{"y":1.5,"stats":{"mean":2,"tags":["x"]},"s":"\\u00e9\\""}'
+    )
+    store.record(LEASE_A, [nested, done(b), Outcome(c, FAILED, error="ValueError: boom")])
+
+    columns = store.trial_columns(exp)
+
+    records = store.trials(exp)
+    assert columns.id == tuple(r.id for r in records) == tuple(sorted(columns.id))
+    assert len(columns) == 4
+    assert columns.params == tuple(r.params for r in records)
+    assert columns.result == tuple(r.result for r in records)
+    assert columns.result[0] == {"y": 1.5, "stats": {"mean": 2, "tags": ["x"]}, "s": 'é"'}
+    assert columns.status == ("done", "done", "failed", "pending")
+    assert columns.error == tuple(r.error for r in records)
+    assert columns.started_at == tuple(r.started_at for r in records)
+    assert columns.seed == tuple(r.seed for r in records)
+
+
+def test_trial_columns_filter_by_status_and_may_be_empty(store, exp):
+    store.add_trials(exp, new_trials(3))
+    (first,) = claimed_ids(claim(store, limit=1))
+    store.record(LEASE_A, [done(first)])
+
+    assert store.trial_columns(exp, [DONE]).id == (first,)
+    assert len(store.trial_columns(exp, [FAILED])) == 0
+    assert store.trial_columns(exp, [FAILED]).params == ()
+    assert len(store.trial_columns(exp, [PENDING, DONE])) == 3

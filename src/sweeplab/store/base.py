@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
-from sweeplab.trial import Outcome, TrialRecord, TrialStatus, TrialTask
+from sweeplab.trial import Outcome, TrialColumns, TrialRecord, TrialStatus, TrialTask
 
 #: extra lost leases a trial may survive beyond its ``max_attempts`` before it is failed
 LOST_ALLOWANCE = 2
@@ -182,6 +182,12 @@ class BaseStore(ABC):
     def trials(
         self, experiment_id: int, statuses: Sequence[TrialStatus] | None = None
     ) -> list[TrialRecord]: ...
+
+    def trial_columns(
+        self, experiment_id: int, statuses: Sequence[TrialStatus] | None = None
+    ) -> TrialColumns:
+        """``trials()`` column by column; a store may read them faster than record by record."""
+        return TrialColumns.of(self.trials(experiment_id, statuses))
 
     @abstractmethod
     def trial(self, experiment_id: int, trial_id: int) -> TrialRecord | None: ...

@@ -82,6 +82,23 @@ TRIAL_COLUMNS = (
     trials.c.lease_expires_at,
 )
 
+#: what ``results()`` reads, in the order of the fields of ``TrialColumns``
+RESULT_COLUMNS = (
+    trials.c.id,
+    trials.c.params,
+    trials.c.repetition,
+    trials.c.seed,
+    trials.c.status,
+    trials.c.attempts,
+    trials.c.result,
+    trials.c.error,
+    trials.c.error_kind,
+    trials.c.started_at,
+    trials.c.finished_at,
+    trials.c.duration_s,
+    trials.c.host,
+)
+
 trial_by_id = select(*TRIAL_COLUMNS).where(
     trials.c.experiment_id == bindparam("p_experiment_id"), trials.c.id == bindparam("p_trial_id")
 )

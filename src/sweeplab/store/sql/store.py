@@ -28,7 +28,7 @@ from sweeplab.errors import (
     StoreError,
     UnknownExperiment,
 )
-from sweeplab.jsonvalues import loads
+from sweeplab.jsonvalues import loads, loads_each
 from sweeplab.store.base import (
     BaseStore,
     ClaimedTrial,
@@ -51,7 +51,7 @@ from sweeplab.store.sql.schema import (
     trials,
     workers,
 )
-from sweeplab.trial import Outcome, TrialRecord, TrialStatus, TrialTask
+from sweeplab.trial import Outcome, TrialColumns, TrialRecord, TrialStatus, TrialTask
 
 ADD_CHUNK = 5000
 ID_CHUNK = 900  # below SQLite's oldest limit on bound variables
@@ -483,6 +483,26 @@ class SQLStore(BaseStore):
                 select(experiments.c.name).where(experiments.c.id == experiment_id)
             ).scalar_one()
             return [_trial(name, r) for r in conn.execute(query.order_by(trials.c.id))]
+
+    @_retried
+    def trial_columns(
+        self, experiment_id: int, statuses: Sequence[TrialStatus] | None = None
+    ) -> TrialColumns:
+        query = select(*q.RESULT_COLUMNS).where(trials.c.experiment_id == experiment_id)
+        if statuses:
+            query = query.where(trials.c.status.in_([str(s) for s in statuses]))
+        with self._translated("read"), self._read() as conn:
+            # an unknown experiment fails here, as in trials()
+            conn.execute(
+                select(experiments.c.name).where(experiments.c.id == experiment_id)
+            ).scalar_one()
+            rows = conn.execute(query.order_by(trials.c.id)).all()
+        if not rows:
+            return TrialColumns.of([])
+        columns = list(zip(*rows))
+        columns[1] = loads_each(columns[1])
+        columns[6] = loads_each(columns[6])
+        return TrialColumns(*columns)
 
     @_retried
     def trial(self, experiment_id: int, trial_id: int) -> TrialRecord | None:
