@@ -30,7 +30,7 @@ from sweeplab.store.base import BaseStore, ClaimedTrial, ExperimentRecord, Lease
 from sweeplab.target import FunctionRef
 from sweeplab.trial import ErrorKind, Outcome, TrialStatus, TrialTask
 
-BATCH_TARGET_S = 0.05
+BATCH_TARGET_S = 0.1
 MAX_BATCH = 1000
 FLUSH_INTERVAL_S = 0.05
 LONG_TRIAL_S = 0.5
@@ -185,7 +185,11 @@ class Runner:
         started = time.monotonic()
         store, lease = self.store, self.lease
         store.reclaim(lease.host, _pid_alive)
-        self._progress = _ProgressTracker(self.report.experiment, self._counts(), self.on_progress)
+        # the counts are read for a display and for sharing the tail between slots; a serial
+        # run without a display skips the read
+        needs_counts = self.on_progress is not None or self.backend.slots > 1
+        counts = self._counts() if needs_counts else dict.fromkeys(TrialStatus, 0)
+        self._progress = _ProgressTracker(self.report.experiment, counts, self.on_progress)
         register_sink(self._store_key(), store)
         store.register_worker(lease, self.backend.slots, self.backend.name)
         try:
@@ -292,6 +296,12 @@ class Runner:
             self._submit(executor, experiment_id, (task,))
         while not self._exhausted and len(self._inflight) < cap:
             limit = self._sizer.size
+            if self.backend.slots > 1:
+                # Near the end, smaller batches: every slot gets a share of what is left, so
+                # no slot runs a last big batch while the others idle. (Only this runner's view:
+                # other workers may take some, which makes batches smaller, never larger.)
+                unclaimed = self._progress.pending - max(self._progress.held, 0)
+                limit = min(limit, max(1, unclaimed // (2 * self.backend.slots)))
             if self.max_trials is not None:
                 limit = min(limit, self.max_trials - self._claimed)
                 if limit <= 0:

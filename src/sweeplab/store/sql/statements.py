@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from functools import cache
 
-from sqlalchemy import and_, bindparam, delete, func, literal_column, null, or_, select, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal_column,
+    null,
+    or_,
+    select,
+    update,
+)
 
 from sweeplab.store.base import LOST_ALLOWANCE
 from sweeplab.store.sql import dialects
@@ -116,21 +127,31 @@ held_by_lease = select(trials.c.id, trials.c.attempts).where(
     trials.c.lease_owner == bindparam("p_owner"),
 )
 
-record_outcome = (
+_OUTCOME = {
+    "status": bindparam("b_status"),
+    "result": bindparam("b_result"),
+    "error": bindparam("b_error"),
+    "error_kind": bindparam("b_error_kind"),
+    "traceback": bindparam("b_traceback"),
+    "started_at": bindparam("b_started_at"),
+    "finished_at": bindparam("b_finished_at"),
+    "duration_s": bindparam("b_duration_s"),
+    "host": bindparam("b_host"),
+    **_NO_LEASE,
+}
+
+#: an outcome of a trial that ``held_by_lease`` found held
+record_outcome = update(trials).where(trials.c.id == bindparam("b_id")).values(_OUTCOME)
+
+#: an outcome written only if the lease still holds the trial, checked by the UPDATE itself
+record_fenced_outcome = (
     update(trials)
-    .where(trials.c.id == bindparam("b_id"))
-    .values(
-        status=bindparam("b_status"),
-        result=bindparam("b_result"),
-        error=bindparam("b_error"),
-        error_kind=bindparam("b_error_kind"),
-        traceback=bindparam("b_traceback"),
-        started_at=bindparam("b_started_at"),
-        finished_at=bindparam("b_finished_at"),
-        duration_s=bindparam("b_duration_s"),
-        host=bindparam("b_host"),
-        **_NO_LEASE,
+    .where(
+        trials.c.id == bindparam("b_id"),
+        trials.c.status == RUNNING,
+        trials.c.lease_owner == bindparam("b_owner"),
     )
+    .values(_OUTCOME)
 )
 
 insert_metric = metrics.insert()
@@ -148,11 +169,28 @@ release_some = (
     .values(status=PENDING, attempts=trials.c.attempts - 1, **_NO_LEASE)
 )
 
-running_pids_on_host = (
-    select(trials.c.lease_pid)
-    .where(trials.c.status == RUNNING, trials.c.lease_host == bindparam("p_host"))
-    .distinct()
-)
+#: a running trial, said so that the (partial) lease index finds it: only a running trial
+#: has a lease, so this reads the running trials, not the whole table
+_running = and_(trials.c.lease_owner.isnot(None), trials.c.status == RUNNING)
+
+
+@cache
+def running_holders(kind: str):
+    """Who holds running trials: host, pid, and whether any of its leases expired."""
+    expired = func.max(case((trials.c.lease_expires_at < dialects.now(kind), 1), else_=0))
+    return (
+        select(trials.c.lease_host, trials.c.lease_pid, expired)
+        .where(_running)
+        .group_by(trials.c.lease_host, trials.c.lease_pid)
+    )
+
+
+@cache
+def registered_workers(kind: str):
+    """Every registered worker: host, pid, and whether it has been silent for an hour."""
+    silent = case((workers.c.heartbeat_at < dialects.now(kind) - 3600, 1), else_=0)
+    return select(workers.c.host, workers.c.pid, silent)
+
 
 reset_trials = (
     update(trials)
@@ -290,7 +328,7 @@ def heartbeat_worker(kind: str):
 def lost_condition(kind: str):
     """A running trial whose lease expired, or whose holder on this host is dead."""
     return and_(
-        trials.c.status == RUNNING,
+        _running,
         or_(
             trials.c.lease_expires_at < dialects.now(kind),
             and_(

@@ -338,9 +338,10 @@ class SQLStore(BaseStore):
                         q.claim_update(self.kind), {**params, "p_ids": [r[0] for r in rows]}
                     )
                 attempts = [r[5] + 1 for r in rows]
+        params_of = loads_each([r[2] for r in rows])
         return [
-            ClaimedTrial(r[1], TrialTask(r[0], loads(r[2]), r[3], r[4], a))
-            for r, a in zip(rows, attempts)
+            ClaimedTrial(r[1], TrialTask(r[0], p, r[3], r[4], a))
+            for r, p, a in zip(rows, params_of, attempts)
         ]
 
     @_retried
@@ -349,6 +350,11 @@ class SQLStore(BaseStore):
             return 0
         recorded = 0
         with self._translated("record outcomes in"), self._write() as conn:
+            if not any(o.metrics for o in outcomes):
+                # the common batch: the fence in the UPDATE's own WHERE, one statement and no
+                # read; a trial taken over by another lease (or recorded twice) matches no row
+                rows = [{**_outcome_params(o), "b_owner": lease.owner} for o in outcomes]
+                return self._executemany(conn, q.record_fenced_outcome, rows)
             for start in range(0, len(outcomes), ID_CHUNK):
                 chunk = outcomes[start : start + ID_CHUNK]
                 held = self._held(conn, lease, [o.trial_id for o in chunk])
@@ -443,13 +449,18 @@ class SQLStore(BaseStore):
     @_retried
     def reclaim(self, host: str, is_alive: Callable[[int], bool]) -> int:
         with self._translated("reclaim trials in"), self._write() as conn:
-            pids = set(conn.execute(q.running_pids_on_host, {"p_host": host}).scalars())
-            pids |= set(conn.execute(select(workers.c.pid).where(workers.c.host == host)).scalars())
-            dead = [p for p in pids if p is not None and not is_alive(p)]
+            holders = conn.execute(q.running_holders(self.kind)).all()
+            registered = conn.execute(q.registered_workers(self.kind)).all()
+            local = {pid for h, pid, _ in [*holders, *registered] if h == host}
+            dead = [p for p in local if p is not None and not is_alive(p)]
             params = {"p_host": host, "p_dead_pids": dead}
-            failed = conn.execute(q.fail_lost(self.kind), params).rowcount
-            requeued = conn.execute(q.requeue_lost(self.kind), params).rowcount
-            conn.execute(q.forget_dead_workers(self.kind), params)
+            failed = requeued = 0
+            # most of the time nobody is dead or late: two reads, and no write at all
+            if dead or any(expired for *_, expired in holders):
+                failed = conn.execute(q.fail_lost(self.kind), params).rowcount
+                requeued = conn.execute(q.requeue_lost(self.kind), params).rowcount
+            if dead or any(silent for *_, silent in registered):
+                conn.execute(q.forget_dead_workers(self.kind), params)
         return failed + requeued
 
     @_retried
