@@ -15,7 +15,7 @@ import pytest
 
 import sweeplab as sl
 from sweeplab.errors import SpaceError
-from sweeplab.space import canonical_point, trial_seed
+from sweeplab.space import PointKeys, canonical_point, trial_seed
 
 # ---------------------------------------------------------------------------- grid
 
@@ -346,3 +346,48 @@ def test_trial_seeds_fit_in_32_bits() -> None:
     assert len(set(seeds)) == len(seeds)
     np.random.default_rng(max(seeds))  # numpy accepts them
     np.random.seed(max(seeds))
+
+
+# ------------------------------------------------------------ keys of a stream of points
+
+
+def _random_scalar(rng) -> object:
+    return rng.choice(
+        [
+            rng.randint(-(10**20), 10**20),
+            rng.random() * 10 ** rng.randint(-300, 300),
+            -0.0,
+            rng.choice(["", "x", "café", 'quote"back\\slash', "tab\t\u2028", "\U0001f600"]),
+            True,
+            False,
+            None,
+        ]
+    )
+
+
+def test_point_keys_give_canonical_point_text_and_key_for_every_point() -> None:
+    import random
+
+    rng = random.Random(5)
+    names = ["a", "b", "zeta", "Alpha", "é", "x y", "1"]
+    points = []
+    for _ in range(3000):
+        chosen = rng.sample(names, rng.randint(0, 4))  # shapes and orders change often
+        point = {n: _random_scalar(rng) for n in chosen}
+        if rng.random() < 0.1:
+            point[rng.choice(names)] = rng.choice([[1, 2.5], {"k": None}, np.int64(3)])
+        points.append(point)
+    keys = PointKeys()
+    for point in points:
+        assert keys(point) == canonical_point(point), point
+
+
+@pytest.mark.parametrize(
+    ("point", "where"),
+    [({"a": 1, "lr": float("nan")}, "lr"), ({"lr": float("-inf")}, "lr"), ({"m": object()}, "m")],
+)
+def test_point_keys_refuse_what_canonical_point_refuses(point, where) -> None:
+    keys = PointKeys()
+    keys({"a": 1, "lr": 0.1})  # a good point of the same shape first
+    with pytest.raises(SpaceError, match=rf"parameter {re.escape(where)}:"):
+        keys(point)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, func, literal_column, text
@@ -139,6 +140,11 @@ def upsert(kind: str, table: Any, keys: list[str], values: dict[str, Any]) -> An
 
     stmt = insert(table).values(**values)
     return stmt.on_conflict_do_update(index_elements=keys, set_=update)
+
+
+def inserts_from_json(kind: str) -> bool:
+    """SQLite 3.38+ always has json_each: a chunk of trials is one INSERT ... SELECT."""
+    return kind == "sqlite" and sqlite3.sqlite_version_info >= (3, 38)
 
 
 def claim_supports_returning(kind: str) -> bool:

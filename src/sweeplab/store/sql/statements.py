@@ -19,6 +19,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    true,
     update,
 )
 
@@ -50,6 +51,32 @@ ADDED_TRIAL = ("b_experiment_id", "b_point_key", "b_params", "b_repetition", "b_
 
 
 @cache
+def add_trials_from_json():
+    """SQLite: insert every pending trial of a JSON array of ``[point_key, params, repetition,
+    seed]`` unless present. One statement a chunk, during which SQLite holds no GIL, so the
+    next chunk is built meanwhile (``pipeline.built_ahead``)."""
+    from sqlalchemy.dialects.sqlite import insert
+
+    rows = func.json_each(bindparam("b_rows")).table_valued("value").alias("r")
+    fields = [func.json_extract(rows.c.value, literal_column(f"'$[{i}]'")) for i in range(4)]
+    new_trials = (
+        select(
+            bindparam("b_experiment_id"),
+            *fields,
+            literal_column("'pending'"),
+            literal_column("0"),
+            literal_column("1"),
+            bindparam("b_now"),
+        )
+        .select_from(rows)
+        .where(true())  # SQLite needs a WHERE between INSERT ... SELECT and ON CONFLICT
+    )
+    columns = ["experiment_id", "point_key", "params", "repetition", "seed"]
+    columns += ["status", "attempts", "max_attempts", "created_at"]
+    return insert(trials).from_select(columns, new_trials).on_conflict_do_nothing()
+
+
+@cache
 def add_trial(kind: str):
     """Insert a pending trial unless its point and repetition are there already."""
     return dialects.insert_ignore(kind, trials).values(
@@ -67,6 +94,13 @@ def add_trial(kind: str):
 
 experiment_by_name = select(experiments).where(experiments.c.name == bindparam("p_name"))
 all_experiments = select(experiments).order_by(experiments.c.id)
+#: taken by add_trials on a server: adders of one experiment take turns, where two
+#: INSERT IGNOREs of the same keys would deadlock on InnoDB's duplicate-key locks
+lock_experiment = (
+    select(experiments.c.id)
+    .where(experiments.c.id == bindparam("p_experiment_id"))
+    .with_for_update()
+)
 update_experiment_function = (
     update(experiments)
     .where(experiments.c.id == bindparam("b_id"))

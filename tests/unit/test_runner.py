@@ -1,0 +1,96 @@
+"""The runner's own policies, on the in-process memory store: what a run does to the
+garbage collector, how batches shrink at the end, how it waits for others' trials."""
+
+from __future__ import annotations
+
+import gc
+
+import sweeplab as sl
+from sweeplab.backends import make_backend
+from sweeplab.runner import FIRST_POLL_S, Runner
+from sweeplab.store.memory import MemoryStore
+
+
+def freeze_count() -> dict[str, int]:
+    return {"frozen": gc.get_freeze_count()}
+
+
+def test_a_run_keeps_older_objects_frozen_and_thaws_them_after() -> None:
+    before = gc.get_freeze_count()
+    exp = sl.Experiment(freeze_count, store=MemoryStore())
+    exp.add(sl.cases([{}]))
+
+    exp.run("serial")
+
+    (seen,) = exp.results()["frozen"]
+    assert seen > before  # the trial ran with the objects of before the run frozen
+    assert gc.get_freeze_count() == before
+
+
+def test_a_failing_run_thaws_them_too() -> None:
+    before = gc.get_freeze_count()
+
+    class Broken(MemoryStore):
+        def claim(self, *args, **kwargs):
+            raise RuntimeError("the store went away")
+
+    exp = sl.Experiment(freeze_count, store=Broken())
+    exp.add(sl.cases([{}]))
+    try:
+        exp.run("serial")
+    except RuntimeError:
+        pass
+    assert gc.get_freeze_count() == before
+
+
+def noop(i: int) -> dict[str, int]:
+    return {"i": i}
+
+
+class ClaimLog(MemoryStore):
+    """Remembers each claim's limit and how many trials were pending when it came."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims: list[tuple[int, int]] = []
+
+    def claim(self, lease, limit, lease_s, max_attempts, experiment_ids=None):
+        pending = sum(self.counts(e.id)[sl.TrialStatus.PENDING] for e in self.experiments())
+        self.claims.append((limit, pending))
+        return super().claim(lease, limit, lease_s, max_attempts, experiment_ids)
+
+
+def test_batches_shrink_at_the_end_so_every_slot_gets_a_share() -> None:
+    store = ClaimLog()
+    exp = sl.Experiment(noop, store=store)
+    exp.add(sl.grid(i=range(400)))
+
+    report = exp.run("threads", 4)
+
+    assert report.done == 400
+    slots = 4
+    for limit, pending in store.claims:
+        assert limit <= max(1, pending // (2 * slots)), store.claims
+    assert store.claims[-2][0] == 1  # the last trials went out one at a time
+
+
+def test_a_serial_run_claims_by_trial_duration_alone() -> None:
+    store = ClaimLog()
+    exp = sl.Experiment(noop, store=store)
+    exp.add(sl.grid(i=range(400)))
+
+    exp.run("serial")
+
+    limits = [limit for limit, _ in store.claims]
+    assert limits[:3] == [1, 4, 16]  # growing from one trial, nothing capped by what is left
+    assert max(limits) > 400 // 2
+
+
+def test_waiting_for_others_trials_starts_short_and_backs_off_to_poll_s() -> None:
+    runner = Runner(MemoryStore(), make_backend("serial"), poll_s=1.0)
+
+    delays = [runner._poll_delay() for _ in range(9)]
+
+    assert delays[0] == FIRST_POLL_S
+    assert delays == sorted(delays)
+    assert delays[-1] == 1.0 and delays[1] == 2 * FIRST_POLL_S
