@@ -301,7 +301,8 @@ class Runner:
                 # no slot runs a last big batch while the others idle. (Only this runner's view:
                 # other workers may take some, which makes batches smaller, never larger.)
                 unclaimed = self._progress.pending - max(self._progress.held, 0)
-                limit = min(limit, max(1, unclaimed // (2 * self.backend.slots)))
+                if unclaimed > 0:  # else the count is stale (trials added since): no cap
+                    limit = min(limit, max(1, unclaimed // (2 * self.backend.slots)))
             if self.max_trials is not None:
                 limit = min(limit, self.max_trials - self._claimed)
                 if limit <= 0:
@@ -470,6 +471,9 @@ def _older_objects_frozen() -> Iterator[None]:
     trials allocate fast enough to trigger one every few hundred trials. Garbage that
     trials make is still collected; the frozen objects return to the collector after.
     """
+    if gc.get_freeze_count():  # the application froze its own (a pre-fork server), or a
+        yield  # run is already under way in this process: leave it to them
+        return
     gc.freeze()
     try:
         yield

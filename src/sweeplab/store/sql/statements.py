@@ -46,8 +46,19 @@ _NO_LEASE = {
 
 read_meta = select(meta.c.key, meta.c.value)
 
-#: the binds of ``add_trial``, in order: the experiment, a ``NewTrial``'s fields, the time
-ADDED_TRIAL = ("b_experiment_id", "b_point_key", "b_params", "b_repetition", "b_seed", "b_now")
+#: the binds of ``add_trial``, in the table's column order (which a positional driver's
+#: placeholders follow): the experiment, a ``NewTrial``'s fields, the pending state, the time
+ADDED_TRIAL = (
+    "b_experiment_id",
+    "b_point_key",
+    "b_repetition",
+    "b_params",
+    "b_seed",
+    "b_status",
+    "b_attempts",
+    "b_max_attempts",
+    "b_now",
+)
 
 
 @cache
@@ -85,9 +96,11 @@ def add_trial(kind: str):
         params=bindparam("b_params"),
         repetition=bindparam("b_repetition"),
         seed=bindparam("b_seed"),
-        status=literal_column("'pending'"),  # PENDING, as SQL text: one bind fewer a row
-        attempts=literal_column("0"),
-        max_attempts=literal_column("1"),
+        # bound, not literal: PyMySQL turns an executemany into one multi-row INSERT only
+        # when every value is a placeholder
+        status=bindparam("b_status"),
+        attempts=bindparam("b_attempts"),
+        max_attempts=bindparam("b_max_attempts"),
         created_at=bindparam("b_now"),
     )
 
@@ -99,7 +112,8 @@ all_experiments = select(experiments).order_by(experiments.c.id)
 lock_experiment = (
     select(experiments.c.id)
     .where(experiments.c.id == bindparam("p_experiment_id"))
-    .with_for_update()
+    .with_for_update(key_share=True)  # PostgreSQL's FOR NO KEY UPDATE: a change of the
+    # experiment's function does not wait for a long add
 )
 update_experiment_function = (
     update(experiments)

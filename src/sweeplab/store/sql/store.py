@@ -130,7 +130,6 @@ class SQLStore(BaseStore):
         self._skip_locked = dialects.skip_locked(self.kind)
         self._compiled: dict[Any, tuple[str, Any, dict[str, Any]]] = {}
         self._insert_trials = q.add_trial(self.kind)
-        self._insert_trials_returning = self._insert_trials.returning(trials.c.id)
         try:
             self._open_with_retries(create)
         except BaseException:
@@ -301,15 +300,12 @@ class SQLStore(BaseStore):
 
             def as_rows(chunk: list[NewTrial]) -> list[tuple]:
                 now = time.time()  # in the order of q.ADDED_TRIAL: a tuple a trial, no dict
-                return [(experiment_id, *t, now) for t in chunk]
+                return [(experiment_id, k, r, p, s, q.PENDING, 0, 1, now) for k, p, r, s in chunk]
 
+            stmt = self._insert_trials
             for rows in built_ahead(trials_, ADD_CHUNK, as_rows):
-                if self.kind == "postgresql":  # psycopg does not sum executemany's rowcount
-                    params = [dict(zip(q.ADDED_TRIAL, row)) for row in rows]
-                    added += len(conn.execute(self._insert_trials_returning, params).all())
-                else:
-                    stmt = self._insert_trials
-                    added += max(self._executemany_tuples(conn, stmt, q.ADDED_TRIAL, rows), 0)
+                # psycopg 3 (pipelined) and PyMySQL (one multi-row INSERT) sum the rowcount
+                added += max(self._executemany_tuples(conn, stmt, q.ADDED_TRIAL, rows), 0)
         return added
 
     @_retried
