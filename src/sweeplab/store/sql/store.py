@@ -470,10 +470,8 @@ class SQLStore(BaseStore):
     @_retried
     def counts(self, experiment_id: int) -> dict[TrialStatus, int]:
         with self._translated("read"), self._read() as conn:
-            rows = conn.execute(q.counts_by_status, {"p_experiment_id": experiment_id}).all()
-        counts = dict.fromkeys(TrialStatus, 0)
-        counts.update({TrialStatus(status): n for status, n in rows})
-        return counts
+            row = conn.execute(q.counts_by_status, {"p_experiment_id": experiment_id}).one()
+        return {TrialStatus(status): n for status, n in zip(q.STATUSES, row)}
 
     @_retried
     def finished_since(self, experiment_id: int, since: float) -> int:
