@@ -161,6 +161,7 @@ def test_a_late_outcome_from_a_lease_that_was_taken_over_is_dropped(store, exp):
     assert store.load_checkpoint(trial_id) is None
     assert store.artifacts(trial_id) == {}
 
+    assert store.record(LEASE_A, [Outcome(trial_id, DONE, result_json='{"y":"late"}')]) == 0
     assert store.record(LEASE_B, [Outcome(trial_id, DONE, result_json='{"y":"b"}')]) == 1
     assert store.trial(exp, trial_id).result == {"y": "b"}
 

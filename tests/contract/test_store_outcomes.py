@@ -173,6 +173,20 @@ def test_an_outcome_is_recorded_once(store, exp):
     assert [m.value for m in store.metrics(exp)] == [1.0]
 
 
+def test_an_outcome_is_recorded_once_without_metrics_too(store, exp):
+    # (a batch without metrics is fenced inside its UPDATE, not by a read first)
+    store.add_trials(exp, new_trials(2))
+    a, b = claimed_ids(claim(store, limit=2))
+    first, second = done(a), Outcome(a, FAILED, error="late")
+
+    assert store.record(LEASE_A, [first, second, done(b)]) == 2
+    assert store.record(LEASE_A, [second, done(b)]) == 0
+
+    trial = store.trial(exp, a)
+    assert (trial.status, trial.result, trial.error) == (DONE, {"y": 1}, None)
+    assert store.counts(exp)[DONE] == 2
+
+
 def test_record_nothing(store, exp):
     assert store.record(LEASE_A, []) == 0
 
