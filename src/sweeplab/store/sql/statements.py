@@ -7,6 +7,7 @@ family (``kind``) and are cached per family.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from functools import cache
 
 from sqlalchemy import (
@@ -33,6 +34,7 @@ from sweeplab.store.sql.schema import (
     trials,
     workers,
 )
+from sweeplab.trial import TrialColumns
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 
@@ -112,8 +114,8 @@ all_experiments = select(experiments).order_by(experiments.c.id)
 lock_experiment = (
     select(experiments.c.id)
     .where(experiments.c.id == bindparam("p_experiment_id"))
-    .with_for_update(key_share=True)  # PostgreSQL's FOR NO KEY UPDATE: a change of the
-    # experiment's function does not wait for a long add
+    # PostgreSQL's FOR NO KEY UPDATE: a change of the experiment's function need not wait
+    .with_for_update(key_share=True)
 )
 update_experiment_function = (
     update(experiments)
@@ -141,22 +143,8 @@ TRIAL_COLUMNS = (
     trials.c.lease_expires_at,
 )
 
-#: what ``results()`` reads, in the order of the fields of ``TrialColumns``
-RESULT_COLUMNS = (
-    trials.c.id,
-    trials.c.params,
-    trials.c.repetition,
-    trials.c.seed,
-    trials.c.status,
-    trials.c.attempts,
-    trials.c.result,
-    trials.c.error,
-    trials.c.error_kind,
-    trials.c.started_at,
-    trials.c.finished_at,
-    trials.c.duration_s,
-    trials.c.host,
-)
+#: what ``results()`` reads: the columns named by the fields of ``TrialColumns``, in order
+RESULT_COLUMNS = tuple(trials.c[f.name] for f in fields(TrialColumns))
 
 trial_by_id = select(*TRIAL_COLUMNS).where(
     trials.c.experiment_id == bindparam("p_experiment_id"), trials.c.id == bindparam("p_trial_id")
