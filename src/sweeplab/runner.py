@@ -292,8 +292,18 @@ class Runner:
         """Keep every slot busy and one batch queued behind each."""
         cap = self._depth * self.backend.slots
         while self._solo and len(self._inflight) < cap:
-            experiment_id, task = self._solo.pop(0)
+            experiment_id, task = self._solo[0]
+            if task.id in self._lost_once:
+                # its last chance runs alone on the engine, so that nothing but itself can
+                # kill the worker under it; the rest waits until it is over
+                if not self._inflight:
+                    self._solo.pop(0)
+                    self._submit(executor, experiment_id, (task,))
+                return
+            self._solo.pop(0)
             self._submit(executor, experiment_id, (task,))
+        if any(len(t) == 1 and t[0].id in self._lost_once for t in self._inflight.values()):
+            return  # a last chance is running: nothing beside it
         while not self._exhausted and len(self._inflight) < cap:
             limit = self._sizer.size
             if self.backend.slots > 1:
@@ -409,7 +419,7 @@ class Runner:
         """The engine lost a batch without saying why: run its trials one at a time.
 
         A lone trial lost once may only have been queued in a process that another trial
-        killed, so it gets one more run on its own before it is blamed.
+        killed, so it gets one more run, with nothing else running, before it is blamed.
         """
         self._depth = 1
         if len(tasks) > 1 or tasks[0].id not in self._lost_once:
