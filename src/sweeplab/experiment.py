@@ -280,13 +280,16 @@ class Experiment:
         """count, mean, std, min, max of every numeric result over the repetitions of each point."""
         from sweeplab.results import summary_frame
 
-        return summary_frame(self.trials(), by)
+        return summary_frame(self.store.trial_columns(self._experiment().id), by)
 
     def metrics(self) -> pd.DataFrame:
         """Everything trials logged with ``trial.log``, one row per value (long form)."""
         from sweeplab.results import metrics_frame
 
-        return metrics_frame(self.store.metrics(self._experiment().id), self.trials())
+        experiment_id = self._experiment().id
+        return metrics_frame(
+            self.store.metrics(experiment_id), self.store.trial_columns(experiment_id)
+        )
 
     def close(self) -> None:
         """Release the store's connections (a store passed in as an object is left open)."""

@@ -37,8 +37,12 @@ def _flatten(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _as_columns(trials: TrialColumns | Sequence[TrialRecord]) -> TrialColumns:
+    return trials if isinstance(trials, TrialColumns) else TrialColumns.of(trials)
+
+
 def results_frame(trials: TrialColumns | Sequence[TrialRecord]) -> pd.DataFrame:
-    t = trials if isinstance(trials, TrialColumns) else TrialColumns.of(trials)
+    t = _as_columns(trials)
     param_names = _names(t.params)
     results = t.result
     if any(type(v) is dict and v for r in results if r for v in r.values()):
@@ -78,10 +82,13 @@ def _columns(dicts: Sequence[dict[str, Any] | None], names: list[str]) -> dict[s
     return {n: [(d or empty).get(n) for d in dicts] for n in names}
 
 
-def summary_frame(trials: Sequence[TrialRecord], by: str | Sequence[str] | None) -> pd.DataFrame:
+def summary_frame(
+    trials: TrialColumns | Sequence[TrialRecord], by: str | Sequence[str] | None
+) -> pd.DataFrame:
     """count/mean/std/min/max of numeric result fields of done trials, grouped by ``by``."""
-    frame = results_frame([t for t in trials if t.status is TrialStatus.DONE])
-    params = list(dict.fromkeys(k for t in trials for k in t.params))
+    t = _as_columns(trials)
+    frame = results_frame(t.where_status(TrialStatus.DONE))
+    params = _names(t.params)
     keys = params if by is None else ([by] if isinstance(by, str) else list(by))
     # a parameter is a valid key even when no trial of it is done yet (the frame lacks it)
     unknown = [k for k in keys if k not in frame.columns and k not in params]
@@ -114,17 +121,20 @@ def _hashable(value: Any) -> Any:
     return canonical_json(value) if isinstance(value, (list, dict)) else value
 
 
-def metrics_frame(metrics: Sequence[MetricRecord], trials: Sequence[TrialRecord]) -> pd.DataFrame:
+def metrics_frame(
+    metrics: Sequence[MetricRecord], trials: TrialColumns | Sequence[TrialRecord]
+) -> pd.DataFrame:
     """Long form: trial_id, the parameters, repetition, attempt, step, name, value, logged_at."""
-    by_id = {t.id: t for t in trials}
-    params = list(dict.fromkeys(k for t in trials for k in t.params))
+    t = _as_columns(trials)
+    by_id = dict(zip(t.id, zip(t.params, t.repetition)))
+    params = _names(t.params)
     rows = []
     for m in metrics:
-        t = by_id.get(m.trial_id)
+        point, repetition = by_id.get(m.trial_id, ({}, None))
         row: dict[str, Any] = {"trial_id": m.trial_id}
-        row.update(t.params if t else {})
+        row.update(point)
         row.update(
-            repetition=t.repetition if t else None,
+            repetition=repetition,
             attempt=m.attempt,
             step=m.step,
             name=m.name,

@@ -96,14 +96,23 @@ class TrialColumns:
     def __len__(self) -> int:
         return len(self.id)
 
+    def where_status(self, status: TrialStatus) -> TrialColumns:
+        """The trials in ``status`` only."""
+        keep = [i for i, s in enumerate(self.status) if s == status.value]
+        return TrialColumns(
+            *(tuple(column[i] for i in keep) for column in map(self.__getattribute__, _FIELDS))
+        )
+
     @classmethod
     def of(cls, records: Sequence[TrialRecord]) -> TrialColumns:
-        names = [f.name for f in fields(cls)]
         if not records:
-            return cls(*([()] * len(names)))
-        columns = {n: tuple(getattr(r, n) for r in records) for n in names}
+            return cls(*([()] * len(_FIELDS)))
+        columns = {n: tuple(getattr(r, n) for r in records) for n in _FIELDS}
         columns["status"] = tuple(str(s) for s in columns["status"])
         return cls(**columns)
+
+
+_FIELDS = tuple(f.name for f in fields(TrialColumns))
 
 
 @dataclass(frozen=True, slots=True)
