@@ -442,7 +442,7 @@ class PointKeys:
         except (KeyError, NotJSONError):  # a list, a dict, a numpy value, NaN
             return canonical_point(point)  # which raises the error that names the parameter
         text = "{" + ",".join(parts) + "}"
-        if self._order is not None:
-            text_sorted = "{" + ",".join(parts[i] for i in self._order) + "}"
-        canonical = text if self._order is None else text_sorted
+        canonical = text
+        if self._order is not None:  # the names are not in sorted order
+            canonical = "{" + ",".join([parts[i] for i in self._order]) + "}"
         return text, hashlib.sha256(canonical.encode()).hexdigest()[:32]

@@ -300,7 +300,10 @@ class SQLStore(BaseStore):
 
             def as_rows(chunk: list[NewTrial]) -> list[tuple]:
                 now = time.time()  # in the order of q.ADDED_TRIAL: a tuple a trial, no dict
-                return [(experiment_id, k, r, p, s, q.PENDING, 0, 1, now) for k, p, r, s in chunk]
+                return [
+                    (experiment_id, key, rep, params, seed, q.PENDING, 0, 1, now)
+                    for key, params, rep, seed in chunk
+                ]
 
             stmt = self._insert_trials
             for rows in built_ahead(trials_, ADD_CHUNK, as_rows):
@@ -411,8 +414,9 @@ class SQLStore(BaseStore):
     def _executemany_tuples(
         self, conn: Connection, stmt: Any, names: tuple[str, ...], rows: list[tuple]
     ) -> int:
-        """``_executemany`` for rows given as tuples of the binds ``names``, passed to a
-        positional driver (SQLite) as they are when the statement binds in that order."""
+        """``_executemany`` for rows given as tuples of the binds ``names``: handed to a
+        positional driver (SQLite's ``?``, PyMySQL's ``%s``) as they are when the statement
+        binds in that order, else as dicts (psycopg's named binds)."""
         compiled = self._compiled.get((stmt, names))
         if compiled is None:
             c = stmt.compile(dialect=self.engine.dialect)
@@ -512,10 +516,10 @@ class SQLStore(BaseStore):
             rows = conn.execute(query.order_by(trials.c.id)).all()
         if not rows:
             return TrialColumns.of([])
-        columns = list(zip(*rows))
-        columns[1] = loads_each(columns[1])
-        columns[6] = loads_each(columns[6])
-        return TrialColumns(*columns)
+        columns = dict(zip((c.name for c in q.RESULT_COLUMNS), zip(*rows)))
+        columns["params"] = loads_each(columns["params"])
+        columns["result"] = loads_each(columns["result"])
+        return TrialColumns(**columns)
 
     @_retried
     def trial(self, experiment_id: int, trial_id: int) -> TrialRecord | None:
