@@ -165,7 +165,8 @@ class Runner:
         self._inflight: dict[cf.Future, tuple[TrialTask, ...]] = {}
         self._experiment_of: dict[cf.Future, int] = {}
         self._solo: list[tuple[int, TrialTask]] = []
-        self._lost_once: set[int] = set()
+        #: (trial, attempt) of lone trials an engine lost once: their next run is their last
+        self._lost_once: set[tuple[int, int]] = set()
         #: batches in flight per slot: one running and one queued behind it, until an engine
         #: loses a batch; then one, so no trial waits in a process that another may kill
         self._depth = 2  # trials of a lost batch, one at a time
@@ -291,9 +292,11 @@ class Runner:
     def _fill(self, executor: cf.Executor) -> None:
         """Keep every slot busy and one batch queued behind each."""
         cap = self._depth * self.backend.slots
+        if any(len(t) == 1 and _key(t[0]) in self._lost_once for t in self._inflight.values()):
+            return  # a last chance is running: nothing beside it
         while self._solo and len(self._inflight) < cap:
             experiment_id, task = self._solo[0]
-            if task.id in self._lost_once:
+            if _key(task) in self._lost_once:
                 # its last chance runs alone on the engine, so that nothing but itself can
                 # kill the worker under it; the rest waits until it is over
                 if not self._inflight:
@@ -302,8 +305,6 @@ class Runner:
                 return
             self._solo.pop(0)
             self._submit(executor, experiment_id, (task,))
-        if any(len(t) == 1 and t[0].id in self._lost_once for t in self._inflight.values()):
-            return  # a last chance is running: nothing beside it
         while not self._exhausted and len(self._inflight) < cap:
             limit = self._sizer.size
             if self.backend.slots > 1:
@@ -422,8 +423,8 @@ class Runner:
         killed, so it gets one more run, with nothing else running, before it is blamed.
         """
         self._depth = 1
-        if len(tasks) > 1 or tasks[0].id not in self._lost_once:
-            self._lost_once.update(t.id for t in tasks if len(tasks) == 1)
+        if len(tasks) > 1 or _key(tasks[0]) not in self._lost_once:
+            self._lost_once.update(_key(t) for t in tasks if len(tasks) == 1)
             self._solo.extend((experiment_id, t) for t in tasks)
             return
         cause = f"{type(exc).__name__}: {exc}".strip()
@@ -444,6 +445,11 @@ class Runner:
             with contextlib.suppress(KeyboardInterrupt):
                 self._collect(future, tasks)
         self._flush()
+
+
+def _key(task: TrialTask) -> tuple[int, int]:
+    """A trial's attempt: a retry after a blamed crash starts with a clean slate."""
+    return task.id, task.attempt
 
 
 def _failure(

@@ -4,6 +4,9 @@ garbage collector, how batches shrink at the end, how it waits for others' trial
 from __future__ import annotations
 
 import gc
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import sweeplab as sl
 from sweeplab.backends import make_backend
@@ -122,3 +125,78 @@ def test_a_waiting_worker_takes_trials_added_after_it_started_in_full_batches() 
 
     assert store.counts(exp._experiment().id)[sl.TrialStatus.DONE] == 2000
     assert max(limit for limit, _ in store.claims) > 1
+
+
+class OneMachine(ThreadPoolExecutor):
+    """An engine whose two slots share one machine: a batch holding the killer trial takes
+    down every batch running there, and the engine only says it lost them (as Dask's
+    KilledWorker does). A real executor, run in this process."""
+
+    def __init__(self, killer: int) -> None:
+        super().__init__(max_workers=2)
+        self._killer = killer
+        self._running: set[Future] = set()
+        self._lock = threading.Lock()
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+        batch, outer = args[0], Future()
+
+        def settle(future: Future, value=None, error=None) -> None:
+            with self._lock:
+                if future.done():
+                    return
+                if error is None:
+                    future.set_result(value)
+                else:
+                    future.set_exception(error)
+
+        def run() -> None:
+            with self._lock:
+                self._running.add(outer)
+            try:
+                if any(t.params["i"] == self._killer for t in batch.tasks):
+                    time.sleep(0.02)  # whatever runs beside it is under way by now
+                    with self._lock:
+                        victims = list(self._running)
+                    for future in victims:
+                        settle(future, error=RuntimeError("the machine went down"))
+                    return
+                time.sleep(0.04)  # longer than the killer takes to strike
+                settle(outer, fn(*args, **kwargs))
+            finally:
+                with self._lock:
+                    self._running.discard(outer)
+
+        super().submit(run)
+        return outer
+
+
+KILLER = 31
+
+
+def sleeper(i: int) -> dict[str, int]:
+    return {"i": i}
+
+
+def test_a_trial_that_takes_down_its_machine_is_the_only_one_blamed() -> None:
+    exp = sl.Experiment(sleeper, store=MemoryStore())
+    exp.add(sl.grid(i=range(60)))  # the killer comes once batches hold several trials
+
+    with OneMachine(killer=KILLER) as engine:
+        report = exp.run(engine)
+
+    frame = exp.results().set_index("i")
+    assert (report.done, report.failed) == (59, 1), frame["error"].dropna().to_dict()
+    assert frame.loc[KILLER, "error_kind"] == "crash"
+
+
+def test_a_retried_killer_is_blamed_again_and_nobody_else() -> None:
+    exp = sl.Experiment(sleeper, store=MemoryStore())
+    exp.add(sl.grid(i=range(60)))
+
+    with OneMachine(killer=KILLER) as engine:
+        report = exp.run(engine, retries=1)
+
+    frame = exp.results().set_index("i")
+    assert (report.done, report.failed, report.retried) == (59, 1, 1)
+    assert frame.loc[KILLER, "attempts"] == 2

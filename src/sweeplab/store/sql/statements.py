@@ -114,8 +114,7 @@ all_experiments = select(experiments).order_by(experiments.c.id)
 lock_experiment = (
     select(experiments.c.id)
     .where(experiments.c.id == bindparam("p_experiment_id"))
-    # PostgreSQL's FOR NO KEY UPDATE: a change of the experiment's function need not wait
-    .with_for_update(key_share=True)
+    .with_for_update()
 )
 update_experiment_function = (
     update(experiments)
