@@ -99,9 +99,7 @@ class TrialColumns:
     def where_status(self, status: TrialStatus) -> TrialColumns:
         """The trials in ``status`` only."""
         keep = [i for i, s in enumerate(self.status) if s == status.value]
-        return TrialColumns(
-            *(tuple(column[i] for i in keep) for column in map(self.__getattribute__, _FIELDS))
-        )
+        return TrialColumns(*(tuple(getattr(self, name)[i] for i in keep) for name in _FIELDS))
 
     @classmethod
     def of(cls, records: Sequence[TrialRecord]) -> TrialColumns:

@@ -2,9 +2,10 @@
 
 Adding a million trials is two halves of about equal cost: Python builds each trial
 (canonical JSON, key, seed, row), which holds the GIL, and the database driver writes
-them, which releases it (SQLite's sqlite3_step, a server's network wait). Built ahead
-on a thread, the next chunk is ready when the last is written, and two cores halve
-the time.
+them. The two overlap on two cores when a chunk's write is one long call that releases
+the GIL: SQLite's single INSERT ... SELECT from JSON, a server's round trip. (SQLite's
+row-by-row executemany takes the GIL back after every row, and is slower with a
+thread beside it.)
 """
 
 from __future__ import annotations
