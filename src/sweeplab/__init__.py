@@ -12,10 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from sweeplab._version import __version__
 
-# `experiment` is both a submodule and the decorator: bind the decorator now, or the
-# import system would leave the submodule under that name once something imports it
-from sweeplab.experiment import Experiment, RunInterrupted, experiment
-
 #: public name -> the module that defines it
 _EXPORTS = {
     "Backend": "sweeplab.backends.base",
@@ -31,9 +27,9 @@ _EXPORTS = {
     "TargetError": "sweeplab.errors",
     "UnknownExperiment": "sweeplab.errors",
     "UsageError": "sweeplab.errors",
-    "Experiment": "sweeplab.experiment",
-    "RunInterrupted": "sweeplab.experiment",
-    "experiment": "sweeplab.experiment",
+    "Experiment": "sweeplab.experiments",
+    "RunInterrupted": "sweeplab.experiments",
+    "experiment": "sweeplab.experiments",
     "Progress": "sweeplab.runner",
     "RunReport": "sweeplab.runner",
     "Space": "sweeplab.space",
@@ -45,6 +41,7 @@ _EXPORTS = {
     "sample": "sweeplab.space",
     "uniform": "sweeplab.space",
     "open_store": "sweeplab.store",
+    "overview": "sweeplab.store.overview",
     "Trial": "sweeplab.trial",
     "TrialRecord": "sweeplab.trial",
     "TrialStatus": "sweeplab.trial",
@@ -80,6 +77,7 @@ __all__ = [
     "grid",
     "loguniform",
     "open_store",
+    "overview",
     "randint",
     "sample",
     "uniform",
@@ -114,9 +112,10 @@ if TYPE_CHECKING:
         UnknownExperiment,
         UsageError,
     )
-    from sweeplab.experiment import Experiment, RunInterrupted, experiment
+    from sweeplab.experiments import Experiment, RunInterrupted, experiment
     from sweeplab.runner import Progress, RunReport
     from sweeplab.space import Space, cases, choice, grid, loguniform, randint, sample, uniform
     from sweeplab.store import open_store
+    from sweeplab.store.overview import overview
     from sweeplab.trial import Trial, TrialRecord, TrialStatus
     from sweeplab.worker import work

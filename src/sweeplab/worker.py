@@ -37,7 +37,7 @@ def work(
     ``max_trials`` stops after that many (PyExperimenter's ``max_experiments``).
     Ctrl-C or SIGTERM: stop taking trials, record the finished ones, hand back the rest.
     """
-    from sweeplab.experiment import RunInterrupted
+    from sweeplab.experiments import RunInterrupted
 
     check_run_options(timeout, retries, max_trials, lease)
     backend_obj = make_backend(backend, workers)

@@ -1,5 +1,6 @@
 """What only the SQL store has to get right when it opens: refusing what is not a
-sweeplab store without touching it, refusing other schema versions with the fix, not
+sweeplab store without touching it, upgrading an older schema, refusing other schema
+versions with the fix, not
 creating a store when asked not to, and never showing a password.
 """
 
@@ -14,7 +15,18 @@ import sqlalchemy as sa
 
 import sweeplab as sl
 from sweeplab.errors import NotAStore, SchemaVersionError, StoreError
-from sweeplab.store.sql.schema import SCHEMA_VERSION, meta
+from sweeplab.store.sql.schema import OLDEST_UPGRADABLE, SCHEMA_VERSION, meta
+from tests.contract.values import (
+    DONE,
+    FAILED,
+    LEASE_A,
+    PENDING,
+    RUNNING,
+    claim,
+    done,
+    ids_of,
+    new_trials,
+)
 
 PASSWORD = "s3cretpw"
 
@@ -124,15 +136,42 @@ def test_a_store_from_a_newer_sweeplab_is_refused_with_the_fix(shared_store_url)
         assert [e.name for e in store.experiments()] == ["kept"]
 
 
-def test_a_store_from_an_older_sweeplab_is_refused_with_the_fix(shared_store_url):
+def _make_schema_1(url: str) -> None:
+    """Turn a store back into what sweeplab with schema 1 wrote: no SQLite tally."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            for name in ("sweeplab_tally_moved", "sweeplab_tally_deleted"):
+                conn.exec_driver_sql(f"DROP TRIGGER {name}")
+            conn.exec_driver_sql("DROP TABLE sweeplab_tally")
+        conn.execute(meta.update().where(meta.c.key == "schema_version").values(value="1"))
+    engine.dispose()
+
+
+def test_a_store_of_schema_1_is_upgraded_when_opened(shared_store_url):
+    with sl.open_store(shared_store_url) as store:
+        exp = store.ensure_experiment("kept", None, None).id
+        store.add_trials(exp, new_trials(5))
+        claim(store, limit=2)
+    _make_schema_1(shared_store_url)
+
+    with sl.open_store(shared_store_url, create=False) as store:
+        assert store.counts(exp) == {PENDING: 3, RUNNING: 2, DONE: 0, FAILED: 0}
+        store.add_trials(exp, new_trials(7))
+        store.record(LEASE_A, [done(c) for c in ids_of(store, exp)[:2]])
+        assert store.counts(exp) == {PENDING: 5, RUNNING: 0, DONE: 2, FAILED: 0}
+    assert _schema_version(shared_store_url) == str(SCHEMA_VERSION)
+
+
+def test_a_store_older_than_any_upgrade_is_refused_with_the_fix(shared_store_url):
     sl.open_store(shared_store_url).close()
-    _set_schema_version(shared_store_url, str(SCHEMA_VERSION - 1))
+    _set_schema_version(shared_store_url, str(OLDEST_UPGRADABLE - 1))
 
     error = open_fails(shared_store_url, SchemaVersionError, create=False)
 
-    assert f"schema {SCHEMA_VERSION - 1}" in str(error)
+    assert f"schema {OLDEST_UPGRADABLE - 1}" in str(error)
     assert "--store" in str(error)
-    assert _schema_version(shared_store_url) == str(SCHEMA_VERSION - 1)
+    assert _schema_version(shared_store_url) == str(OLDEST_UPGRADABLE - 1)
 
 
 # -- create=False ----------------------------------------------------------------------

@@ -326,22 +326,31 @@ def test_reset_touches_only_its_experiment(store, exp):
     assert store.counts(other)[FAILED] == 1
 
 
-def test_finished_since_counts_only_trials_that_finished(store, exp):
-    before = time.time() - 1
-    store.add_trials(exp, new_trials(4))
-    d, f, r = claimed_ids(claim(store, limit=3, max_attempts=2))
+def test_recent_finishes_are_of_trials_that_finished_newest_first(store, exp):
+    before = time.time() - 100
+    store.add_trials(exp, new_trials(5))
+    d, f, r, d2 = claimed_ids(claim(store, limit=4, max_attempts=2))
     now = time.time()
     store.record(
         LEASE_A,
         [
-            done(d, started_at=now, duration_s=0.1),
-            Outcome(f, FAILED, error="E", started_at=now, duration_s=0.1),
-            Outcome(r, PENDING, error="E", started_at=now, duration_s=0.1),  # to be retried
+            done(d, started_at=now - 50, duration_s=0.5),
+            Outcome(f, FAILED, error="E", started_at=now - 40, duration_s=0.5),
+            Outcome(r, PENDING, error="E", started_at=now, duration_s=0.5),  # to be retried
+            done(d2, started_at=now - 30, duration_s=0.5),
         ],
     )
 
-    assert store.finished_since(exp, before) == 2
-    assert store.finished_since(exp, now + 60) == 0
+    assert store.recent_finishes(exp, before, 10) == pytest.approx(
+        [now - 29.5, now - 39.5, now - 49.5], abs=1e-3
+    )
+    assert store.recent_finishes(exp, before, 2) == pytest.approx(
+        [now - 29.5, now - 39.5], abs=1e-3
+    )
+    assert store.recent_finishes(exp, now - 45, 10) == pytest.approx(
+        [now - 29.5, now - 39.5], abs=1e-3
+    )
+    assert store.recent_finishes(exp, now + 60, 10) == []
 
 
 # -- reading column by column (what results() reads) ------------------------------------
@@ -378,3 +387,37 @@ def test_trial_columns_filter_by_status_and_may_be_empty(store, exp):
     assert len(store.trial_columns(exp, [FAILED])) == 0
     assert store.trial_columns(exp, [FAILED]).params == ()
     assert len(store.trial_columns(exp, [PENDING, DONE])) == 3
+
+
+# -- counts ----------------------------------------------------------------------------
+def _counted(store, exp) -> dict[TrialStatus, int]:
+    """The counts a store should report: its trials, counted one by one."""
+    statuses = [t.status for t in store.trials(exp)]
+    return {s: statuses.count(s) for s in TrialStatus}
+
+
+def test_counts_follow_every_kind_of_change(store, exp):
+    # SQLite keeps a tally beside the trials (schema.py): every path that changes a
+    # status must move it, here checked against the trials themselves after each step
+    other = store.ensure_experiment("other", None, None).id
+    store.add_trials(other, new_trials(3))
+    steps = [
+        lambda: store.add_trials(exp, new_trials(6)),
+        lambda: store.add_trials(exp, new_trials(8)),  # 6 already there: 2 added
+        lambda: claim(store, limit=5, experiment_ids=[exp]),
+        lambda: store.record(LEASE_A, [done(i) for i in _running(store, exp)[:2]]),
+        lambda: store.record(LEASE_A, [Outcome(_running(store, exp)[0], FAILED, error="boom")]),
+        lambda: store.release(LEASE_A, _running(store, exp)[:1]),
+        lambda: claim(store, LEASE_B, limit=2, experiment_ids=[exp], lease_s=0.0),
+        lambda: store.reclaim("host-a", lambda pid: pid != LEASE_A.pid),
+        lambda: store.reset(exp, [FAILED]),
+        lambda: store.reset(exp, list(TrialStatus)),
+    ]
+    for step in steps:
+        step()
+        assert store.counts(exp) == _counted(store, exp)
+    assert store.counts(other) == {PENDING: 3, RUNNING: 0, DONE: 0, FAILED: 0}
+
+
+def _running(store, exp) -> list[int]:
+    return [t.id for t in store.trials(exp) if t.status == RUNNING]

@@ -38,3 +38,18 @@ def test_promised_names_are_exported():
 def test_experiment_has_every_verb():
     for verb in VERBS:
         assert callable(getattr(sl.Experiment, verb)), verb
+
+
+def test_the_decorator_keeps_its_name_whatever_is_imported():
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.walk_packages(sl.__path__, "sweeplab."):
+        if module.name.split(".")[-1] in {"__main__", "slurm_job", "process_worker"}:
+            continue  # scripts, not modules to import
+        try:
+            importlib.import_module(module.name)
+        except ImportError:
+            continue  # an engine whose extra is not installed
+    assert sl.experiment.__module__ == "sweeplab.experiments"
+    assert callable(sl.experiment) and not isinstance(sl.experiment, type(sl))

@@ -4,11 +4,14 @@ missing extra says which one to install."""
 from __future__ import annotations
 
 import importlib
-from concurrent.futures import Executor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sweeplab.backends.base import Backend, WorkerCrashed, resolve_workers
 from sweeplab.errors import BackendError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
+    from sweeplab.backends.base import Backend, WorkerCrashed, resolve_workers
 
 __all__ = ["BACKENDS", "Backend", "WorkerCrashed", "make_backend", "resolve_workers"]
 
@@ -24,10 +27,23 @@ BACKENDS: dict[str, tuple[str, str, str | None]] = {
 }
 
 
+def __getattr__(name: str) -> Any:
+    # the contract loads on first use: the command line lists BACKENDS without it
+    if name in ("Backend", "WorkerCrashed", "resolve_workers"):
+        from sweeplab.backends import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'sweeplab.backends' has no attribute {name!r}")
+
+
 def make_backend(
     name: str | Backend | Executor, workers: int | None = None, **options: Any
 ) -> Backend:
     """The backend called ``name``; a Backend or any concurrent.futures.Executor as it is."""
+    from concurrent.futures import Executor
+
+    from sweeplab.backends.base import Backend
+
     if isinstance(name, Backend):
         return name
     if isinstance(name, Executor):

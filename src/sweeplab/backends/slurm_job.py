@@ -169,7 +169,7 @@ class _PullWorker(_Checkpointable):
 
     def __call__(self) -> dict[str, int]:
         from sweeplab.backends import make_backend
-        from sweeplab.experiment import RunInterrupted
+        from sweeplab.experiments import RunInterrupted
         from sweeplab.worker import work
 
         # only the processes backend places trials by resources (GPUs among the job's)

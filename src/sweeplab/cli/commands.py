@@ -7,11 +7,11 @@ import sys
 from typing import Any
 
 import sweeplab as sl
-from sweeplab.backends import make_backend
-from sweeplab.cli.overrides import parse_overrides
 from sweeplab.cli.progress import ProgressDisplay, format_duration
 from sweeplab.errors import TargetError, UsageError
-from sweeplab.target import Signature, resolve_target
+
+# Verbs import the heavier parts they need themselves: `sweeplab status` on an SQLite
+# store answers in tens of milliseconds, and most of that is the interpreter's start.
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -25,6 +25,9 @@ def close_stores() -> None:
 
 def _experiment_for(args: argparse.Namespace) -> tuple[sl.Experiment, Any]:
     """Resolve the target and parse the sweep before the store is touched."""
+    from sweeplab.cli.overrides import parse_overrides
+    from sweeplab.target import Signature, resolve_target
+
     fn = resolve_target(args.target)
     space = parse_overrides(args.overrides) if args.overrides else None
     if args.repeat < 1:
@@ -45,12 +48,18 @@ def _has_trials(name: str, store: str | None) -> bool:
         return False
 
 
+def _sweep_example(fn: Any) -> str:
+    """``x=1,2,3`` for the first required parameter of ``fn``: how to give a sweep."""
+    from sweeplab.target import Signature
+
+    return f"{sorted(Signature.of(fn).required)[0]}=1,2,3"
+
+
 def cmd_add(args: argparse.Namespace) -> int:
     exp, space = _experiment_for(args)
     if space is None:
         raise TargetError(
-            f"nothing to add: give the parameters to sweep, e.g. "
-            f"{sorted(Signature.of(exp.fn).required)[0]}=1,2,3"
+            f"nothing to add: give the parameters to sweep, e.g. {_sweep_example(exp.fn)}"
         )
     added = exp.add(space, repeat=args.repeat)
     total = sum(exp.status().values())
@@ -59,6 +68,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from sweeplab.backends import make_backend
     from sweeplab.runner import check_run_options
 
     exp, space = _experiment_for(args)
@@ -73,7 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif not _has_trials(exp.name, args.store):
         raise TargetError(
             f"{exp.name!r} has no trials: give the parameters to sweep, e.g. "
-            f"{sorted(Signature.of(exp.fn).required)[0]}=1,2,3"
+            f"{_sweep_example(exp.fn)}"
         )
     display = None if args.no_progress else ProgressDisplay()
     try:
@@ -190,41 +200,32 @@ def report_interrupt(exc: KeyboardInterrupt) -> None:
     )
 
 
-RATE_WINDOW_S = 60.0
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     import time
 
     from rich.console import Console
     from rich.table import Table
 
-    store = sl.open_store(args.store, create=False)
-    names = [args.name] if args.name else [e.name for e in store.experiments()]
-    table = Table(title=f"store {store.display_url}")
+    seen = sl.overview(args.store, args.name)
+    table = Table(title=f"store {seen.url}")
     columns = ("experiment", "trials", "pending", "running", "done", "failed", "rate", "ETA")
     for column in columns:
         table.add_column(column, justify="left" if column == "experiment" else "right")
-    now = time.time()
-    for name in names:
-        record = store.experiment(name)
-        counts = {str(k): v for k, v in store.counts(record.id).items()}
-        rate = store.finished_since(record.id, now - RATE_WINDOW_S) / RATE_WINDOW_S
-        left = counts["pending"] + counts["running"]
-        eta = format_duration(left / rate) if rate > 0 and left else "-"
+    for exp in seen.experiments:
+        left = exp.counts["pending"] + exp.counts["running"]
         table.add_row(
-            name,
-            str(sum(counts.values())),
-            *(str(counts[s]) for s in ("pending", "running", "done", "failed")),
-            f"{rate:.1f}/s" if rate else "-",
-            eta,
+            exp.name,
+            str(exp.trials),
+            *(str(exp.counts[s]) for s in ("pending", "running", "done", "failed")),
+            f"{exp.rate:.1f}/s" if exp.rate else "-",
+            format_duration(exp.eta_s) if exp.eta_s is not None and left else "-",
         )
     console = Console()
     console.print(table)
-    workers = store.workers()
-    if workers:
-        console.print(f"{len(workers)} worker(s):")
-        for w in workers:
+    if seen.workers:
+        now = time.time()
+        console.print(f"{len(seen.workers)} worker(s):")
+        for w in seen.workers:
             silent = now - w.heartbeat_at
             state = "alive" if silent < 120 else f"silent for {format_duration(silent)}"
             console.print(

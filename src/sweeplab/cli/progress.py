@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from sweeplab.runner import Progress
+if TYPE_CHECKING:
+    from sweeplab.runner import Progress
 
 PLAIN_INTERVAL_S = 5.0
 

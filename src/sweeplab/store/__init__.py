@@ -11,14 +11,25 @@ from __future__ import annotations
 
 import os
 import weakref
+from typing import TYPE_CHECKING, Any
 
-from sweeplab.store.base import BaseStore, Lease
+if TYPE_CHECKING:
+    from sweeplab.store.base import BaseStore, Lease
 
 DEFAULT_URL = "sqlite:///sweeplab.db"
 
 __all__ = ["BaseStore", "Lease", "close_all", "default_url", "open_store"]
 
 _opened: weakref.WeakSet[BaseStore] = weakref.WeakSet()
+
+
+def __getattr__(name: str) -> Any:
+    # the contract loads on first use: `sweeplab status` reads an SQLite file without it
+    if name in ("BaseStore", "Lease"):
+        from sweeplab.store import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'sweeplab.store' has no attribute {name!r}")
 
 
 def default_url() -> str:
@@ -30,6 +41,8 @@ def open_store(url: str | BaseStore | None = None, *, create: bool = True) -> Ba
 
     ``create=False`` raises StoreError instead of making a store that is not there.
     """
+    from sweeplab.store.base import BaseStore
+
     if isinstance(url, BaseStore):
         return url
     url = url or default_url()

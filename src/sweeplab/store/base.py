@@ -175,8 +175,9 @@ class BaseStore(ABC):
     def counts(self, experiment_id: int) -> dict[TrialStatus, int]: ...
 
     @abstractmethod
-    def finished_since(self, experiment_id: int, since: float) -> int:
-        """How many trials finished (done or failed) after ``since``, in epoch seconds."""
+    def recent_finishes(self, experiment_id: int, since: float, limit: int) -> list[float]:
+        """When the latest ``limit`` trials that finished (done or failed) after ``since``
+        (epoch seconds) finished, the newest first."""
 
     @abstractmethod
     def trials(

@@ -233,16 +233,17 @@ class MemoryStore(BaseStore):
                     counts[row.status] += 1
         return counts
 
-    def finished_since(self, experiment_id: int, since: float) -> int:
+    def recent_finishes(self, experiment_id: int, since: float, limit: int) -> list[float]:
         with self._lock:
-            return sum(
-                1
+            finishes = [
+                row.finished_at
                 for row in self._rows.values()
                 if row.experiment_id == experiment_id
                 and row.status in (TrialStatus.DONE, TrialStatus.FAILED)
                 and row.finished_at is not None
                 and row.finished_at > since
-            )
+            ]
+        return sorted(finishes, reverse=True)[:limit]
 
     def trials(
         self, experiment_id: int, statuses: Sequence[TrialStatus] | None = None

@@ -31,6 +31,7 @@ from sweeplab.store.sql.schema import (
     experiments,
     meta,
     metrics,
+    tally,
     trials,
     workers,
 )
@@ -162,6 +163,40 @@ counts_by_status = select(
         .scalar_subquery()
         for status in STATUSES
     )
+)
+
+#: SQLite: the same counts, read from the tally (schema.py)
+tally_of_experiment = select(tally.c.status, tally.c.n).where(
+    tally.c.experiment_id == bindparam("p_experiment_id")
+)
+
+
+@cache
+def tally_added():
+    """SQLite: count ``b_added`` new pending trials of an experiment into the tally."""
+    from sqlalchemy.dialects.sqlite import insert
+
+    stmt = insert(tally).values(
+        experiment_id=bindparam("b_experiment_id"), status=PENDING, n=bindparam("b_added")
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[tally.c.experiment_id, tally.c.status],
+        set_={"n": tally.c.n + stmt.excluded.n},
+    )
+
+
+#: when the latest trials finished: newest first down the finished index, so reading the
+#: last thousand costs the same whether a million finished lately or ten
+recent_finishes = (
+    select(trials.c.finished_at)
+    .where(
+        trials.c.experiment_id == bindparam("p_experiment_id"),
+        trials.c.finished_at > bindparam("p_since"),
+        # a trial handed back for a retry has a finished_at too, but has not finished
+        trials.c.status.in_([DONE, FAILED]),
+    )
+    .order_by(trials.c.finished_at.desc())
+    .limit(bindparam("p_limit"))
 )
 
 # An outcome is written only where the lease still holds the trial: the fence.

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, func, insert, inspect, select
+from sqlalchemy import Connection, insert, inspect, select
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
@@ -38,7 +38,7 @@ from sweeplab.store.base import (
     NewTrial,
     WorkerRecord,
 )
-from sweeplab.store.sql import dialects
+from sweeplab.store.sql import dialects, schema, sqlite_file
 from sweeplab.store.sql import statements as q
 from sweeplab.store.sql.credentials import driver_options, with_credentials
 from sweeplab.store.sql.pipeline import built_ahead
@@ -48,7 +48,6 @@ from sweeplab.store.sql.schema import (
     checkpoints,
     experiments,
     meta,
-    metadata,
     trials,
     workers,
 )
@@ -176,14 +175,17 @@ class SQLStore(BaseStore):
 
     def _check_or_create_schema(self, conn: Connection, create: bool) -> None:
         if inspect(conn).has_table(meta.name):
-            self._check_version(dict(conn.execute(q.read_meta).all()))
+            found = self._check_version(dict(conn.execute(q.read_meta).all()))
+            if found < SCHEMA_VERSION:
+                schema.upgrade(conn, self.kind, found)
+                log.info("upgraded store %s from schema %d", self.display_url, found)
         elif not create:
             raise StoreError(
                 f"no sweeplab store at {self.display_url}: create it with "
                 "`sweeplab add` or `sweeplab run`, or pass the right --store"
             )
         else:
-            metadata.create_all(conn)
+            schema.create(conn, self.kind)
             conn.execute(
                 insert(meta),
                 [
@@ -192,10 +194,11 @@ class SQLStore(BaseStore):
                 ],
             )
 
-    def _check_version(self, values: dict[str, str]) -> None:
+    def _check_version(self, values: dict[str, str]) -> int:
+        """The store's schema version, if this sweeplab reads it or can upgrade it."""
         found = int(values.get("schema_version", "0"))
-        if found == SCHEMA_VERSION:
-            return
+        if schema.OLDEST_UPGRADABLE <= found <= SCHEMA_VERSION:
+            return found
         writer = values.get("created_by", "an unknown sweeplab")
         if found > SCHEMA_VERSION:
             raise SchemaVersionError(
@@ -295,6 +298,7 @@ class SQLStore(BaseStore):
                 for rows_json in built_ahead(trials_, ADD_CHUNK, _as_json):
                     params = {"b_experiment_id": experiment_id, "b_rows": rows_json}
                     added += conn.execute(stmt, {**params, "b_now": time.time()}).rowcount
+                self._tally_added(conn, experiment_id, added)
                 return added
             conn.execute(q.lock_experiment, {"p_experiment_id": experiment_id})
 
@@ -309,7 +313,12 @@ class SQLStore(BaseStore):
             for rows in built_ahead(trials_, ADD_CHUNK, as_rows):
                 # psycopg 3 (pipelined) and PyMySQL (one multi-row INSERT) sum the rowcount
                 added += max(self._executemany_tuples(conn, stmt, q.ADDED_TRIAL, rows), 0)
+            self._tally_added(conn, experiment_id, added)
         return added
+
+    def _tally_added(self, conn: Connection, experiment_id: int, added: int) -> None:
+        if self.kind == "sqlite" and added:
+            conn.execute(q.tally_added(), {"b_experiment_id": experiment_id, "b_added": added})
 
     @_retried
     def claim(
@@ -473,20 +482,19 @@ class SQLStore(BaseStore):
 
     @_retried
     def counts(self, experiment_id: int) -> dict[TrialStatus, int]:
+        params = {"p_experiment_id": experiment_id}
         with self._translated("read"), self._read() as conn:
-            row = conn.execute(q.counts_by_status, {"p_experiment_id": experiment_id}).one()
+            if self.kind == "sqlite":
+                tallied = dict(conn.execute(q.tally_of_experiment, params).all())
+                return {TrialStatus(s): tallied.get(s, 0) for s in q.STATUSES}
+            row = conn.execute(q.counts_by_status, params).one()
         return {TrialStatus(status): n for status, n in zip(q.STATUSES, row)}
 
     @_retried
-    def finished_since(self, experiment_id: int, since: float) -> int:
-        # a trial handed back for a retry has a finished_at too, but has not finished
-        query = select(func.count()).where(
-            trials.c.experiment_id == experiment_id,
-            trials.c.status.in_([q.DONE, q.FAILED]),
-            trials.c.finished_at > since,
-        )
+    def recent_finishes(self, experiment_id: int, since: float, limit: int) -> list[float]:
+        params = {"p_experiment_id": experiment_id, "p_since": since, "p_limit": limit}
         with self._translated("read"), self._read() as conn:
-            return conn.execute(query).scalar_one()
+            return list(conn.execute(q.recent_finishes, params).scalars())
 
     @_retried
     def trials(
@@ -710,18 +718,8 @@ def _check_sqlite_file(url: URL, create: bool) -> None:
 
 
 def _sqlite_names(path: Path) -> set[str]:
-    """The names in an SQLite file's schema, read without writing a file beside it.
-
-    Even read-only, SQLite makes the -wal and -shm files of a WAL database that no one
-    has open. Such a database (no -wal file) has everything in its main file, so it is
-    read as immutable instead, which makes neither.
-    """
-    with path.open("rb") as f:
-        header = f.read(20)
-    wal_mode = len(header) == 20 and header.startswith(b"SQLite format 3\x00") and header[18] == 2
-    closed = not path.with_name(f"{path.name}-wal").exists()
-    options = "mode=ro&immutable=1" if wal_mode and closed else "mode=ro"
-    probe = sqlite3.connect(f"{path.resolve().as_uri()}?{options}", uri=True)
+    """The names in an SQLite file's schema, read without writing a file beside it."""
+    probe = sqlite_file.read_only(path)
     try:
         return {r[0] for r in probe.execute("SELECT name FROM sqlite_master")}
     finally:

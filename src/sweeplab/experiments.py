@@ -1,5 +1,8 @@
 """``Experiment``: a function, a name and a store; the user's entry point.
 
+(The module's name is plural because ``sweeplab.experiment`` is the decorator: a
+submodule of that name would replace it on the package once imported.)
+
 exp = sl.Experiment(simulate, store="sqlite:///runs.db")
 exp.add(sl.grid(n=[10, 20], algo=["ga", "sa"]), repeat=5)
 exp.run(backend="processes", workers=2)

@@ -1,0 +1,115 @@
+"""``sl.overview``: what `sweeplab status` shows. On an SQLite file it is read with sqlite3
+alone (no SQLAlchemy, no counting); that reading must agree with the store contract's."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+import sweeplab as sl
+from sweeplab.errors import NoStore, UnknownExperiment
+from sweeplab.store import overview as ov
+from sweeplab.store.sql.schema import SCHEMA_VERSION
+from sweeplab.trial import Outcome, TrialStatus
+from tests.contract.values import LEASE_A, LEASE_B, claim, done, new_trials
+
+
+def _busy_store(url: str) -> None:
+    """Two experiments with trials in every status, finishes lately, and a worker."""
+    with sl.open_store(url) as store:
+        a = store.ensure_experiment("a", None, None).id
+        b = store.ensure_experiment("b", None, None).id
+        store.add_trials(a, new_trials(7))
+        store.add_trials(b, new_trials(3))
+        ids = [c.task.id for c in claim(store, limit=5, experiment_ids=[a])]
+        now = time.time()
+        store.record(
+            LEASE_A,
+            [
+                done(ids[0], started_at=now - 5, duration_s=1.0),
+                done(ids[1], started_at=now - 4, duration_s=1.0),
+                Outcome(ids[2], TrialStatus.FAILED, error="E", started_at=now, duration_s=0.1),
+            ],
+        )
+        store.register_worker(LEASE_B, 4, "processes")
+
+
+def test_the_sqlite_reading_agrees_with_the_contract(sqlite_url):
+    _busy_store(sqlite_url)
+
+    quick = sl.overview(sqlite_url)
+    contract = ov._read_store(sqlite_url, None)
+
+    assert quick == contract
+    a, b = quick.experiments
+    assert (a.name, a.counts) == ("a", {"pending": 2, "running": 2, "done": 2, "failed": 1})
+    assert (b.name, b.counts, b.rate) == (
+        "b",
+        {"pending": 3, "running": 0, "done": 0, "failed": 0},
+        0,
+    )
+    assert a.rate == pytest.approx(3 / ov.RATE_WINDOW_S)
+    assert a.trials == 7 and a.eta_s == pytest.approx(4 / a.rate)
+    assert [(w.host, w.pid, w.slots, w.backend) for w in quick.workers] == [
+        (LEASE_B.host, LEASE_B.pid, 4, "processes")
+    ]
+    assert sl.overview(sqlite_url, "b").experiments == [b]
+
+
+def test_on_sqlite_it_loads_neither_sqlalchemy_nor_the_store(sqlite_url):
+    _busy_store(sqlite_url)
+    code = (
+        "import sys, sweeplab as sl\n"
+        f"seen = sl.overview({sqlite_url!r})\n"
+        "assert seen.experiments[0].counts['done'] == 2, seen\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sqlalchemy'"
+        " or m == 'sweeplab.store.base'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_rate_of_a_quick_sweep_is_read_from_its_latest_trials(sqlite_url):
+    with sl.open_store(sqlite_url) as store:
+        exp = store.ensure_experiment("quick", None, None).id
+        store.add_trials(exp, new_trials(ov.RATE_TRIALS + 500))
+        claimed = claim(store, limit=ov.RATE_TRIALS + 500)
+        now = time.time()
+        # one finish every millisecond, the latest 2 s ago
+        store.record(
+            LEASE_A,
+            [
+                done(c.task.id, started_at=now - 2 - i / 1000, duration_s=0.0)
+                for i, c in enumerate(claimed)
+            ],
+        )
+
+    (quick,) = sl.overview(sqlite_url).experiments
+    # the latest 1,000 span 1 s, and 2 s have passed since: 1000 in 3 s
+    assert quick.rate == pytest.approx(ov.RATE_TRIALS / 3.0, rel=0.05)
+    assert ov._read_store(sqlite_url, None).experiments[0].rate == pytest.approx(
+        quick.rate, rel=0.05
+    )
+
+
+def test_the_sqlite_reader_knows_the_schema_the_store_writes():
+    assert ov.READS_SCHEMA == SCHEMA_VERSION
+
+
+def test_what_the_sqlite_reader_cannot_answer_gets_the_contracts_errors(tmp_path, sqlite_url):
+    with pytest.raises(NoStore):
+        sl.overview(f"sqlite:///{tmp_path / 'missing.db'}")
+    _busy_store(sqlite_url)
+    with pytest.raises(UnknownExperiment):
+        sl.overview(sqlite_url, "nope")
+
+
+def test_a_memory_store_is_read_through_the_contract():
+    with sl.open_store("memory://") as store:
+        exp = store.ensure_experiment("m", None, None).id
+        store.add_trials(exp, new_trials(2))
+        (m,) = sl.overview(store).experiments
+    assert m.counts == {"pending": 2, "running": 0, "done": 0, "failed": 0}
