@@ -1,8 +1,9 @@
-"""One virtual environment per peer, made once under ``benchmarks/.envs/`` and reused.
+"""One virtual environment per tool, made once under ``benchmarks/.envs/`` and reused.
 
 An environment is rebuilt only when its ``requirements-NAME.txt`` or the Python that
-runs the suite changes; a stamp file inside it records what it was built from. Peers are
-benchmark-only dependencies: none of them goes near sweeplab's own environment.
+runs the suite changes (sweeplab's own, an editable install of this checkout, also when
+``pyproject.toml`` does); a stamp file inside it records what it was built from. Peers
+are benchmark-only dependencies: none of them goes near sweeplab's own environment.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 ENVS = HERE / ".envs"
 STAMP = "sweeplab-bench.stamp"
 INSTALL_TIMEOUT_S = 1200
@@ -36,6 +38,8 @@ def requirements(name: str) -> Path:
 
 def _stamp(name: str) -> str:
     text = requirements(name).read_text()
+    if name == "sweeplab":
+        text += (REPO / "pyproject.toml").read_text()
     return hashlib.sha256(f"{sys.version}\n{sys.executable}\n{text}".encode()).hexdigest()
 
 
@@ -64,7 +68,11 @@ def ensure(name: str, log=print) -> Env:
             out.flush()
             try:
                 done = subprocess.run(
-                    argv, stdout=out, stderr=subprocess.STDOUT, timeout=INSTALL_TIMEOUT_S
+                    argv,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    timeout=INSTALL_TIMEOUT_S,
+                    cwd=REPO,  # where requirements-sweeplab.txt's "-e ." points
                 )
             except subprocess.TimeoutExpired:
                 return Env(name, None, f"install timed out after {INSTALL_TIMEOUT_S} s")

@@ -61,6 +61,8 @@ class Context:
     tools: tuple[str, ...]
     postgres: str
     log: Callable[[str], None]
+    #: the interpreter sweeplab is measured in: its own environment, as each peer has
+    python: Path = Path(sys.executable)
     #: W1's calibrated loop count and the measured seconds of one trial
     loops: int = 0
     trial_s: float = 0.0
@@ -94,10 +96,10 @@ class Context:
         return min(timeout_s, left)
 
 
-def sweeplab_cli() -> list[str]:
-    """``sweeplab`` of the Python running the suite (not a shim that would add its own start)."""
-    script = Path(sys.executable).with_name("sweeplab")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "sweeplab"]
+def sweeplab_cli(ctx: Context) -> list[str]:
+    """The ``sweeplab`` command of sweeplab's environment (no shim that adds its own start)."""
+    script = ctx.python.with_name("sweeplab")
+    return [str(script)] if script.exists() else [str(ctx.python), "-m", "sweeplab"]
 
 
 def sqlite_url(folder: Path, name: str) -> str:
@@ -121,7 +123,7 @@ def script(
     """Run a benchmark script ``repeat`` times; keep both clocks and whatever it reports."""
     m = Measurement(workload, tool, mode, trials)
     if env is None:
-        python, module = sys.executable, "benchmarks.sweeplab_bench"
+        python, module = str(ctx.python), "benchmarks.sweeplab_bench"
     else:
         found = ctx.envs.get(env)
         if found is None or found.python is None:

@@ -81,13 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     sizes = QUICK if args.quick else FULL
-    peers = [t for t in args.tools if t != "sweeplab"]
     say(f"sweeplab benchmarks: {', '.join(args.steps)} on {', '.join(args.tools)}")
-    wanted_envs = sorted(set(peers) | (set() if args.no_chart else {"report"}))
-    built = envs.ensure_all(wanted_envs, say) if wanted_envs else {}
+    wanted_envs = set(args.tools) | (set() if args.no_chart else {"report"})
+    built = envs.ensure_all(sorted(wanted_envs), say)
     for env in built.values():
         if env.error:
             say(f"  environment {env.name}: {env.error}")
+    own = built.get("sweeplab")
+    if own is not None and own.python is None:
+        say(f"  sweeplab is measured in {sys.executable} instead")
 
     work = HERE / ".work" / "run"
     shutil.rmtree(work, ignore_errors=True)
@@ -100,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         postgres=args.postgres,
         log=say,
     )
+    if own is not None and own.python is not None:
+        ctx.python = own.python
     _compile_bytecode()
     _settle(say)
     meta = _machine(args, sizes)

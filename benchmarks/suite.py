@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import statistics
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -70,7 +69,7 @@ def w0(ctx: Context) -> None:
                     ctx,
                     m,
                     lambda cwd, backend=backend, workers=workers: [
-                        *sweeplab_cli(),
+                        *sweeplab_cli(ctx),
                         *("run", f"{WORKLOADS}:noop"),
                         *(f"a=range(0,{s.w0_a})", f"b=range(0,{s.w0_b})"),
                         *("--backend", backend, "-j", str(workers)),
@@ -118,7 +117,8 @@ def python_start(ctx: Context) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for label, code in (("python_start_s", "pass"), ("import_sweeplab_s", "import sweeplab")):
         m = Measurement("W0", "python", label, 0)
-        command(ctx, m, lambda cwd, code=code: [sys.executable, "-c", code], repeat=5, timeout_s=60)
+        argv = [str(ctx.python), "-c", code]
+        command(ctx, m, lambda cwd, argv=argv: argv, repeat=5, timeout_s=60)
         out[label] = m.whole_s
     return out
 
@@ -173,7 +173,7 @@ def w3(ctx: Context) -> None:
         ctx,
         add,
         lambda cwd: [
-            *sweeplab_cli(),
+            *sweeplab_cli(ctx),
             *("add", f"{WORKLOADS}:noop", f"a=range(0,{side})", f"b=range(0,{side})"),
             *("--store", big_url),
         ],
@@ -187,7 +187,7 @@ def w3(ctx: Context) -> None:
         command(
             ctx,
             status_big,
-            lambda cwd: [*sweeplab_cli(), "status", "--store", big_url],
+            lambda cwd: [*sweeplab_cli(ctx), "status", "--store", big_url],
             repeat=s.repeat,
             timeout_s=120,
         )
@@ -215,7 +215,7 @@ def w3(ctx: Context) -> None:
     command(
         ctx,
         status_done,
-        lambda cwd: [*sweeplab_cli(), "status", "--store", url],
+        lambda cwd: [*sweeplab_cli(ctx), "status", "--store", url],
         repeat=s.repeat,
         timeout_s=120,
     )
@@ -279,7 +279,7 @@ def _w4_once(ctx: Context, m: Measurement, url: str, workers: int) -> None:
         ctx,
         m,
         lambda cwd: [
-            *sweeplab_cli(),
+            *sweeplab_cli(ctx),
             "add",
             f"{WORKLOADS}:noop",
             f"a=range(0,{n})",
@@ -297,7 +297,7 @@ def _w4_once(ctx: Context, m: Measurement, url: str, workers: int) -> None:
     if limit is None:
         return
     cwd = ctx.scratch(f"W4-{workers}-workers")
-    argv = [*sweeplab_cli(), "worker", "-j", "1", "--store", url, "--no-progress"]
+    argv = [*sweeplab_cli(ctx), "worker", "-j", "1", "--store", url, "--no-progress"]
     children = run_children(
         [argv] * workers,
         cwd=cwd,
@@ -339,7 +339,7 @@ def _w4_unavailable(ctx: Context) -> str | None:
     """Why W4 cannot run here, or None."""
     probe = ctx.scratch("W4-probe")
     child = run_child(
-        [*sweeplab_cli(), "worker", "--help"], cwd=probe, log=probe / "log.txt", timeout_s=60
+        [*sweeplab_cli(ctx), "worker", "--help"], cwd=probe, log=probe / "log.txt", timeout_s=60
     )
     if not child.ok:
         return f"`sweeplab worker --help` failed ({child.why()})"
