@@ -4,6 +4,7 @@
 - SQLite's connection set-up: WAL, a busy timeout, and ``BEGIN IMMEDIATE`` for writes so
   that two processes never both read-then-write the same rows;
 - the database clock as epoch seconds;
+- which database keeps a tally of trials per status (SQLite);
 - "insert unless present";
 - how a batch is claimed: ``UPDATE ... RETURNING`` on SQLite and PostgreSQL (with
   ``FOR UPDATE SKIP LOCKED`` on PostgreSQL), ``SELECT ... FOR UPDATE SKIP LOCKED``
@@ -145,6 +146,11 @@ def upsert(kind: str, table: Any, keys: list[str], values: dict[str, Any]) -> An
 def inserts_from_json(kind: str) -> bool:
     """SQLite 3.38+ always has json_each: a chunk of trials is one INSERT ... SELECT."""
     return kind == "sqlite" and sqlite3.sqlite_version_info >= (3, 38)
+
+
+def keeps_tally(kind: str) -> bool:
+    """SQLite keeps each experiment's counts per status (``schema.tally`` says why)."""
+    return kind == "sqlite"
 
 
 def claim_supports_returning(kind: str) -> bool:

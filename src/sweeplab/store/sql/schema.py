@@ -32,6 +32,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 
+from sweeplab.store.sql import dialects
+
 SCHEMA_VERSION = 2
 #: the oldest schema ``upgrade`` brings up to date
 OLDEST_UPGRADABLE = 1
@@ -204,13 +206,13 @@ _TALLY_TRIGGERS = (
 def create(conn: Connection, kind: str) -> None:
     """Make every table (and on SQLite the tally) in an empty database."""
     metadata.create_all(conn)
-    if kind == "sqlite":
+    if dialects.keeps_tally(kind):
         _create_tally(conn)
 
 
 def upgrade(conn: Connection, kind: str, found: int) -> None:
     """Bring a store of schema ``found`` (older than SCHEMA_VERSION) up to date."""
-    if found < 2 and kind == "sqlite":
+    if found < 2 and dialects.keeps_tally(kind):
         _create_tally(conn)
     conn.execute(
         meta.update().where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))

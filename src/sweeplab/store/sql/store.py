@@ -317,7 +317,7 @@ class SQLStore(BaseStore):
         return added
 
     def _tally_added(self, conn: Connection, experiment_id: int, added: int) -> None:
-        if self.kind == "sqlite" and added:
+        if dialects.keeps_tally(self.kind) and added:
             conn.execute(q.tally_added(), {"b_experiment_id": experiment_id, "b_added": added})
 
     @_retried
@@ -484,7 +484,7 @@ class SQLStore(BaseStore):
     def counts(self, experiment_id: int) -> dict[TrialStatus, int]:
         params = {"p_experiment_id": experiment_id}
         with self._translated("read"), self._read() as conn:
-            if self.kind == "sqlite":
+            if dialects.keeps_tally(self.kind):
                 tallied = dict(conn.execute(q.tally_of_experiment, params).all())
                 return {TrialStatus(s): tallied.get(s, 0) for s in q.STATUSES}
             row = conn.execute(q.counts_by_status, params).one()
