@@ -4,13 +4,13 @@ garbage collector, how batches shrink at the end, how it waits for others' trial
 from __future__ import annotations
 
 import gc
+import itertools
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import sweeplab as sl
-from sweeplab.backends import make_backend
-from sweeplab.runner import FIRST_POLL_S, Runner
+from sweeplab.runner import FIRST_POLL_S, poll_delay
 from sweeplab.store.memory import MemoryStore
 
 
@@ -91,13 +91,19 @@ def test_a_serial_run_claims_by_trial_duration_alone() -> None:
 
 
 def test_waiting_for_others_trials_starts_short_and_backs_off_to_poll_s() -> None:
-    runner = Runner(MemoryStore(), make_backend("serial"), poll_s=1.0)
+    waited, wakes = 0.0, []
+    while waited < 10:  # a runner's waits, one after the other
+        waited += poll_delay(waited, poll_s=1.0)
+        wakes.append(waited)
 
-    delays = [runner._poll_delay() for _ in range(9)]
-
+    delays = [b - a for a, b in itertools.pairwise([0.0, *wakes])]
     assert delays[0] == FIRST_POLL_S
-    assert delays == sorted(delays)
-    assert delays[-1] == 1.0 and delays[1] == 2 * FIRST_POLL_S
+    assert all(b >= a - 1e-12 for a, b in itertools.pairwise(delays))
+    assert delays[-1] == 1.0
+    # whenever the others' trials end, the next look comes at most a quarter late
+    for before, after in itertools.pairwise(wakes):
+        assert after - before <= max(FIRST_POLL_S, 0.25 * before) + 1e-9
+    assert len([w for w in wakes if w <= 1.0]) < 20  # and a store is not polled in a loop
 
 
 def test_objects_the_application_froze_stay_frozen() -> None:
