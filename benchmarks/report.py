@@ -286,7 +286,9 @@ def markdown(data: dict[str, Any]) -> str:
         "Wall from starting the N workers to the last one's exit (interpreter starts "
         "included); trials/s = done trials / wall (the target's figure). *Draining* divides "
         "by the window the store recorded instead, from the first trial's start to the "
-        "last one's finish: the rate once the workers are up.\n\n"
+        "last one's finish: the rate once the workers are up. *First trial* and *last "
+        "trial* are when those started and finished, counted from the workers' launch: "
+        "before the first, the workers start; after the last, they record it and end.\n\n"
     )
     rows = []
     one = find(res, "W4", "sweeplab", "1 worker")
@@ -303,13 +305,15 @@ def markdown(data: dict[str, Any]) -> str:
                 "" if rate is None else f"{rate:,.0f}",
                 _ratio(rate, one_rate),
                 _rate(counts.get("done", 0), drain),
+                _s(r["extra"].get("first_trial_s"), 2),
+                _s(r["extra"].get("last_trial_s"), 2),
                 " / ".join(str(x) for x in r["extra"].get("ran_per_worker") or []),
                 _s(r["extra"].get("add_s"), 2),
                 _status(r),
             ]
         )
     head = ["workers", "wall s", "done", "trials/s", "x 1 worker", "trials/s draining"]
-    head += ["ran by each", "add s", ""]
+    head += ["first trial s", "last trial s", "ran by each", "add s", ""]
     parts.append(_table(head, rows))
     parts.append(
         "\nPeer versions: "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import statistics
+import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -298,6 +299,7 @@ def _w4_once(ctx: Context, m: Measurement, url: str, workers: int) -> None:
         return
     cwd = ctx.scratch(f"W4-{workers}-workers")
     argv = [*sweeplab_cli(ctx), "worker", "-j", "1", "--store", url, "--no-progress"]
+    launched = time.time()  # the store's clock is this machine's: the timeline below
     children = run_children(
         [argv] * workers,
         cwd=cwd,
@@ -331,6 +333,10 @@ def _w4_once(ctx: Context, m: Measurement, url: str, workers: int) -> None:
     )
     m.extra["counts"] = count.extra.get("counts")
     m.extra["drain_s"] = count.extra.get("drain_s")
+    # where the wall goes: workers starting, the drain, and ending after the last trial
+    for key, at in (("first_trial_s", "first_start"), ("last_trial_s", "last_finish")):
+        if count.extra.get(at) is not None:
+            m.extra[key] = count.extra[at] - launched
     if count.status != "ok":
         m.status, m.note = count.status, count.note
 

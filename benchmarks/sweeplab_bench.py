@@ -86,8 +86,14 @@ def counts(p: dict[str, Any]) -> dict[str, Any]:
     done = exp.trials(status="done")
     starts = [t.started_at for t in done if t.started_at is not None]
     ends = [t.finished_at for t in done if t.finished_at is not None]
-    window = max(ends) - min(starts) if starts and ends else None
-    return {"counts": status, "completed": status.get("done", 0), "drain_s": window}
+    first, last = (min(starts), max(ends)) if starts and ends else (None, None)
+    return {
+        "counts": status,
+        "completed": status.get("done", 0),
+        "drain_s": None if first is None else last - first,
+        "first_start": first,
+        "last_finish": last,
+    }
 
 
 if __name__ == "__main__":
