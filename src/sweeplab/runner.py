@@ -102,9 +102,8 @@ def check_run_options(
 def poll_delay(waited_s: float, poll_s: float) -> float:
     """How long to sleep before looking again, after ``waited_s`` of waiting for trials
     that others hold: short at first, since they usually finish within moments, then a
-    quarter of the wait so far, up to ``poll_s``. The end is seen at most a quarter late:
-    a worker that sleeps a whole ``poll_s`` past it holds up whoever waits for it (and
-    doubling the sleep, as before, slept up to 0.6 s past the end of a 10,000-trial drain)."""
+    quarter of the wait so far, up to ``poll_s``. So the end is seen at most a quarter
+    late: a worker asleep past it holds up whoever waits for it to exit."""
     return min(poll_s, max(FIRST_POLL_S, POLL_GROWTH * waited_s))
 
 

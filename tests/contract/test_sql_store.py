@@ -110,12 +110,10 @@ def _set_schema_version(url: str, version: str) -> None:
     engine.dispose()
 
 
-def _schema_version(url: str) -> str:
+def _schema_version(url: str, key: str = "schema_version") -> str:
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        value = conn.execute(
-            sa.select(meta.c.value).where(meta.c.key == "schema_version")
-        ).scalar_one()
+        value = conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).scalar_one()
     engine.dispose()
     return value
 
@@ -161,6 +159,8 @@ def test_a_store_of_schema_1_is_upgraded_when_opened(shared_store_url):
         store.record(LEASE_A, [done(c) for c in ids_of(store, exp)[:2]])
         assert store.counts(exp) == {PENDING: 5, RUNNING: 0, DONE: 2, FAILED: 0}
     assert _schema_version(shared_store_url) == str(SCHEMA_VERSION)
+    # an older sweeplab refused by the upgraded store is told who upgraded it
+    assert _schema_version(shared_store_url, "upgraded_by") == f"sweeplab {sl.__version__}"
 
 
 def test_a_store_older_than_any_upgrade_is_refused_with_the_fix(shared_store_url):

@@ -10,8 +10,9 @@ import time
 import pytest
 
 import sweeplab as sl
-from sweeplab.errors import NoStore, UnknownExperiment
+from sweeplab.errors import NoStore, StoreError, UnknownExperiment
 from sweeplab.store import overview as ov
+from sweeplab.store.sql import sqlite_file
 from sweeplab.store.sql.schema import SCHEMA_VERSION
 from sweeplab.trial import Outcome, TrialStatus
 from tests.contract.values import LEASE_A, LEASE_B, claim, done, new_trials
@@ -37,13 +38,33 @@ def _busy_store(url: str) -> None:
         store.register_worker(LEASE_B, 4, "processes")
 
 
+def _same(a: ov.StoreOverview, b: ov.StoreOverview) -> bool:
+    """Equal, but for rates read a moment apart (the rate counts back from now)."""
+    rates = [e.rate for e in a.experiments] == pytest.approx(
+        [e.rate for e in b.experiments], rel=0.01
+    )
+    plain = [(e.name, e.counts) for e in a.experiments] == [
+        (e.name, e.counts) for e in b.experiments
+    ]
+    return rates and plain and (a.url, a.workers) == (b.url, b.workers)
+
+
+def _quick(url: str, experiment: str | None = None) -> ov.StoreOverview:
+    """The SQLite reader's overview, which must not have fallen back to the contract."""
+    found = ov._read_sqlite(ov._sqlite_file(url), experiment)
+    assert found is not None
+    seen = ov.StoreOverview(url, *found)
+    assert _same(sl.overview(url, experiment), seen)
+    return seen
+
+
 def test_the_sqlite_reading_agrees_with_the_contract(sqlite_url):
     _busy_store(sqlite_url)
 
-    quick = sl.overview(sqlite_url)
+    quick = _quick(sqlite_url)
     contract = ov._read_store(sqlite_url, None)
 
-    assert quick == contract
+    assert _same(quick, contract)
     a, b = quick.experiments
     assert (a.name, a.counts) == ("a", {"pending": 2, "running": 2, "done": 2, "failed": 1})
     assert (b.name, b.counts, b.rate) == (
@@ -56,7 +77,7 @@ def test_the_sqlite_reading_agrees_with_the_contract(sqlite_url):
     assert [(w.host, w.pid, w.slots, w.backend) for w in quick.workers] == [
         (LEASE_B.host, LEASE_B.pid, 4, "processes")
     ]
-    assert sl.overview(sqlite_url, "b").experiments == [b]
+    assert [(e.name, e.counts) for e in _quick(sqlite_url, "b").experiments] == [(b.name, b.counts)]
 
 
 def test_on_sqlite_it_loads_neither_sqlalchemy_nor_the_store(sqlite_url):
@@ -87,7 +108,7 @@ def test_the_rate_of_a_quick_sweep_is_read_from_its_latest_trials(sqlite_url):
             ],
         )
 
-    (quick,) = sl.overview(sqlite_url).experiments
+    (quick,) = _quick(sqlite_url).experiments
     # the latest 1,000 span 1 s, and 2 s have passed since: 1000 in 3 s
     assert quick.rate == pytest.approx(ov.RATE_TRIALS / 3.0, rel=0.05)
     assert ov._read_store(sqlite_url, None).experiments[0].rate == pytest.approx(
@@ -96,7 +117,20 @@ def test_the_rate_of_a_quick_sweep_is_read_from_its_latest_trials(sqlite_url):
 
 
 def test_the_sqlite_reader_knows_the_schema_the_store_writes():
-    assert ov.READS_SCHEMA == SCHEMA_VERSION
+    assert sqlite_file.READS_SCHEMA == SCHEMA_VERSION
+
+
+def test_a_file_that_cannot_be_read_gets_the_contracts_error(sqlite_url, monkeypatch):
+    _busy_store(sqlite_url)
+
+    def unreadable(path):  # what opening a file without read permission raises
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(sqlite_file, "read_only", unreadable)
+    assert ov._read_sqlite(ov._sqlite_file(sqlite_url), None) is None
+    # a StoreError naming the file (one line on the command line), never a traceback
+    with pytest.raises(StoreError, match=r"cannot read .*store\.db: Permission denied"):
+        sl.overview(sqlite_url)
 
 
 def test_what_the_sqlite_reader_cannot_answer_gets_the_contracts_errors(tmp_path, sqlite_url):

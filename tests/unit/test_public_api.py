@@ -49,7 +49,8 @@ def test_the_decorator_keeps_its_name_whatever_is_imported():
             continue  # scripts, not modules to import
         try:
             importlib.import_module(module.name)
-        except ImportError:
-            continue  # an engine whose extra is not installed
+        except ModuleNotFoundError as exc:  # an engine whose extra is not installed
+            if exc.name.split(".")[0] not in {"dask", "distributed", "ray", "mpi4py", "submitit"}:
+                raise
     assert sl.experiment.__module__ == "sweeplab.experiments"
     assert callable(sl.experiment) and not isinstance(sl.experiment, type(sl))

@@ -36,6 +36,10 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'sweeplab.backends' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
 def make_backend(
     name: str | Backend | Executor, workers: int | None = None, **options: Any
 ) -> Backend:

@@ -32,6 +32,10 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'sweeplab.store' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
 def default_url() -> str:
     return os.environ.get("SWEEPLAB_STORE") or DEFAULT_URL
 

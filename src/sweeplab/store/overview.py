@@ -1,12 +1,12 @@
 """An overview of a store: each experiment's counts and rate, and the workers.
 
 What ``sweeplab status`` shows, and what a script watching a sweep wants. It must be
-quick on a store of a million trials, so an SQLite file is read with the standard
-library's ``sqlite3``, read-only: no SQLAlchemy (whose import alone costs 0.2 s) and no
-count of a million rows (SQLite's tally holds the counts, see ``sql/schema.py``). Any
-other store, or an SQLite file this reader is not sure of (another schema version, a URL
-with options, an experiment it does not find), is read through the store contract,
-which also gives the errors their wording.
+quick on a store of a million trials, so a plain ``sqlite:///FILE`` is read with the
+standard library's ``sqlite3`` (``sql/sqlite_file.py``: no SQLAlchemy, and counts from
+SQLite's tally rather than counted). Any other store, or an SQLite file that reader is
+not sure of (another schema version, a URL with options, a file it cannot read, an
+experiment it does not find), is read through the store contract, which also gives the
+errors their wording.
 """
 
 from __future__ import annotations
@@ -20,14 +20,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sweeplab.store.base import BaseStore
 
-#: the store schema the SQLite reader understands (a test holds it to SCHEMA_VERSION)
-READS_SCHEMA = 2
 #: the rate is of the trials finished in this last stretch of time ...
 RATE_WINDOW_S = 60.0
 #: ... or of this many latest ones, if sooner: a quick sweep's rate costs no more to read
 RATE_TRIALS = 1000
-
-_STATUSES = ("pending", "running", "done", "failed")
 
 
 @dataclass(frozen=True)
@@ -76,13 +72,9 @@ def overview(store: str | BaseStore | None = None, experiment: str | None = None
 
         url = store or default_url()
         path = _sqlite_file(url)
-        if path is not None:
-            try:
-                found = _read_sqlite(path, experiment)
-            except sqlite3.Error:
-                found = None  # the contract's reading says what is wrong
-            if found is not None:
-                return StoreOverview(url, *found)
+        found = _read_sqlite(path, experiment) if path is not None else None
+        if found is not None:
+            return StoreOverview(url, *found)
     return _read_store(store, experiment)
 
 
@@ -98,46 +90,23 @@ def _sqlite_file(url: str) -> Path | None:
 def _read_sqlite(
     path: Path, experiment: str | None
 ) -> tuple[list[ExperimentOverview], list[WorkerOverview]] | None:
-    from sweeplab.store.sql.sqlite_file import read_only
+    """The SQLite file's overview, or None where the contract's reading must answer."""
+    from sweeplab.store.sql.sqlite_file import read_overview
 
-    db = read_only(path)
+    now = time.time()
     try:
-        version = db.execute(
-            "SELECT value FROM sweeplab_meta WHERE key = 'schema_version'"
-        ).fetchone()
-        if version is None or version[0] != str(READS_SCHEMA):
+        found = read_overview(path, now - RATE_WINDOW_S, RATE_TRIALS)
+    except (sqlite3.Error, OSError):
+        return None  # the contract's reading says what is wrong
+    if found is None:
+        return None
+    rows, workers = found
+    if experiment is not None:
+        rows = [r for r in rows if r.name == experiment]
+        if not rows:
             return None
-        names = db.execute("SELECT id, name FROM sweeplab_experiments ORDER BY id").fetchall()
-        if experiment is not None:
-            names = [(id_, name) for id_, name in names if name == experiment]
-            if not names:
-                return None
-        tally: dict[int, dict[str, int]] = {}
-        for id_, status, n in db.execute("SELECT experiment_id, status, n FROM sweeplab_tally"):
-            tally.setdefault(id_, {})[status] = n
-        now = time.time()
-        experiments = []
-        for id_, name in names:
-            finishes = db.execute(
-                # as statements.recent_finishes
-                "SELECT finished_at FROM sweeplab_trials WHERE experiment_id = ? "
-                "AND finished_at > ? AND status IN ('done', 'failed') "
-                "ORDER BY finished_at DESC LIMIT ?",
-                (id_, now - RATE_WINDOW_S, RATE_TRIALS),
-            ).fetchall()
-            counts = {s: tally.get(id_, {}).get(s, 0) for s in _STATUSES}
-            rate = _rate([f for (f,) in finishes], now)
-            experiments.append(ExperimentOverview(name, counts, rate))
-        workers = [
-            WorkerOverview(*row)
-            for row in db.execute(
-                "SELECT host, pid, backend, slots, started_at, heartbeat_at "
-                "FROM sweeplab_workers ORDER BY heartbeat_at DESC"
-            )
-        ]
-        return experiments, workers
-    finally:
-        db.close()
+    experiments = [ExperimentOverview(r.name, r.counts, _rate(r.finishes, now)) for r in rows]
+    return experiments, [WorkerOverview(*w) for w in workers]
 
 
 def _read_store(store: str | BaseStore | None, experiment: str | None) -> StoreOverview:

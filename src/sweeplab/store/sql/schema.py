@@ -210,13 +210,13 @@ def create(conn: Connection, kind: str) -> None:
         _create_tally(conn)
 
 
-def upgrade(conn: Connection, kind: str, found: int) -> None:
-    """Bring a store of schema ``found`` (older than SCHEMA_VERSION) up to date."""
+def upgrade(conn: Connection, kind: str, found: int, by: str) -> None:
+    """Bring a store of schema ``found`` (older than SCHEMA_VERSION) up to date; ``by``
+    names the sweeplab that did, for the error an older one then gets."""
     if found < 2 and dialects.keeps_tally(kind):
         _create_tally(conn)
-    conn.execute(
-        meta.update().where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
-    )
+    for key, value in (("schema_version", str(SCHEMA_VERSION)), ("upgraded_by", by)):
+        conn.execute(dialects.upsert(kind, meta, ["key"], {"key": key, "value": value}))
 
 
 def _create_tally(conn: Connection) -> None:

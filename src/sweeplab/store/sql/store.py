@@ -177,7 +177,7 @@ class SQLStore(BaseStore):
         if inspect(conn).has_table(meta.name):
             found = self._check_version(dict(conn.execute(q.read_meta).all()))
             if found < SCHEMA_VERSION:
-                schema.upgrade(conn, self.kind, found)
+                schema.upgrade(conn, self.kind, found, f"sweeplab {__version__}")
                 log.info("upgraded store %s from schema %d", self.display_url, found)
         elif not create:
             raise StoreError(
@@ -199,7 +199,7 @@ class SQLStore(BaseStore):
         found = int(values.get("schema_version", "0"))
         if schema.OLDEST_UPGRADABLE <= found <= SCHEMA_VERSION:
             return found
-        writer = values.get("created_by", "an unknown sweeplab")
+        writer = values.get("upgraded_by") or values.get("created_by", "an unknown sweeplab")
         if found > SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"store {self.display_url} has schema {found}, written by {writer}; this is "
