@@ -169,10 +169,13 @@ def test_sigterm_hands_back_and_exits_within_grace(server_url, study, tmp_path):
     assert worker.returncode == 143
     counts = _final_counts(server_url)
     assert counts["running"] == 0 and counts["done"] > 0 and counts["pending"] > 0
-    # the rest is run by the next worker, and nothing runs twice
+    # the rest is run by the next worker, each trial once, except one that SIGTERM's stop
+    # cut off between its last line and its report (at most one per slot): it runs again
     _cli("worker", "--store", server_url, "--no-progress", "-j", "2", env=env)
     assert _final_counts(server_url)["done"] == 40
-    assert set(_executions(tmp_path).values()) == {1}
+    executions = _executions(tmp_path)
+    assert set(executions) == {str(x) for x in range(40)}
+    assert sum(n > 1 for n in executions.values()) <= 2 and max(executions.values()) <= 2
 
 
 def _restart_server(kind: str) -> None:
