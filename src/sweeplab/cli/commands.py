@@ -212,13 +212,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     for column in columns:
         table.add_column(column, justify="left" if column == "experiment" else "right")
     for exp in seen.experiments:
-        left = exp.counts["pending"] + exp.counts["running"]
         table.add_row(
             exp.name,
             str(exp.trials),
             *(str(exp.counts[s]) for s in ("pending", "running", "done", "failed")),
             f"{exp.rate:.1f}/s" if exp.rate else "-",
-            format_duration(exp.eta_s) if exp.eta_s is not None and left else "-",
+            "-" if exp.eta_s is None else format_duration(exp.eta_s),
         )
     console = Console()
     console.print(table)

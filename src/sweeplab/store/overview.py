@@ -40,9 +40,10 @@ class ExperimentOverview:
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds until nothing is left at the current rate; None without a rate."""
+        """Seconds until nothing is left at the current rate; None without a rate or
+        with nothing left."""
         left = self.counts["pending"] + self.counts["running"]
-        return left / self.rate if self.rate > 0 else None
+        return left / self.rate if self.rate > 0 and left else None
 
 
 @dataclass(frozen=True)
@@ -95,16 +96,12 @@ def _read_sqlite(
 
     now = time.time()
     try:
-        found = read_overview(path, now - RATE_WINDOW_S, RATE_TRIALS)
+        found = read_overview(path, now - RATE_WINDOW_S, RATE_TRIALS, experiment)
     except (sqlite3.Error, OSError):
         return None  # the contract's reading says what is wrong
-    if found is None:
-        return None
+    if found is None or not found[0]:
+        return None  # (no such experiment: the contract's reading names the ones there are)
     rows, workers = found
-    if experiment is not None:
-        rows = [r for r in rows if r.name == experiment]
-        if not rows:
-            return None
     experiments = [ExperimentOverview(r.name, r.counts, _rate(r.finishes, now)) for r in rows]
     return experiments, [WorkerOverview(*w) for w in workers]
 

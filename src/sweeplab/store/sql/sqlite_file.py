@@ -38,12 +38,13 @@ class ExperimentRows(NamedTuple):
 
 
 def read_overview(
-    path: Path, since: float, limit: int
+    path: Path, since: float, limit: int, experiment: str | None = None
 ) -> tuple[list[ExperimentRows], list[tuple]] | None:
     """What ``sweeplab status`` shows of the store at ``path``, in one snapshot: each
-    experiment's counts from the tally (``schema.tally``) and up to ``limit`` finishes
-    after ``since``; the workers (host, pid, backend, slots, started_at, heartbeat_at),
-    the latest heartbeat first. None for a file of another schema version."""
+    experiment's (or only ``experiment``'s) counts from the tally (``schema.tally``) and
+    up to ``limit`` finishes after ``since``; the workers (host, pid, backend, slots,
+    started_at, heartbeat_at), the latest heartbeat first. None for a file of another
+    schema version."""
     db = read_only(path)
     try:
         db.execute("BEGIN")  # one snapshot for every read below
@@ -56,7 +57,11 @@ def read_overview(
         for id_, status, n in db.execute("SELECT experiment_id, status, n FROM sweeplab_tally"):
             tally.setdefault(id_, {})[status] = n
         experiments = []
-        for id_, name in db.execute("SELECT id, name FROM sweeplab_experiments ORDER BY id"):
+        names = db.execute(
+            "SELECT id, name FROM sweeplab_experiments WHERE ? IS NULL OR name = ? ORDER BY id",
+            (experiment, experiment),
+        ).fetchall()
+        for id_, name in names:
             finishes = db.execute(
                 # as statements.recent_finishes: a trial handed back for a retry has a
                 # finished_at too, but has not finished
