@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    delete,
     func,
     insert,
     select,
@@ -221,8 +222,21 @@ def upgrade(conn: Connection, kind: str, found: int, by: str) -> None:
 
 def _create_tally(conn: Connection) -> None:
     sqlite_only.create_all(conn)
-    counted = select(trials.c.experiment_id, trials.c.status, func.count())
-    counted = counted.group_by(trials.c.experiment_id, trials.c.status)
-    conn.execute(insert(tally).from_select(["experiment_id", "status", "n"], counted))
+    _count_into_tally(conn, None)
     for trigger in _TALLY_TRIGGERS:
         conn.exec_driver_sql(trigger)
+
+
+def recount_tally(conn: Connection, experiment_id: int) -> None:
+    """Count an experiment's trials into the tally afresh (it drifted: ``store.counts``)."""
+    conn.execute(delete(tally).where(tally.c.experiment_id == experiment_id))
+    _count_into_tally(conn, experiment_id)
+
+
+def _count_into_tally(conn: Connection, experiment_id: int | None) -> None:
+    """Fill the tally from the trials: of one experiment, or of all (None)."""
+    counted = select(trials.c.experiment_id, trials.c.status, func.count())
+    if experiment_id is not None:
+        counted = counted.where(trials.c.experiment_id == experiment_id)
+    counted = counted.group_by(trials.c.experiment_id, trials.c.status)
+    conn.execute(insert(tally).from_select(["experiment_id", "status", "n"], counted))

@@ -15,6 +15,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    exists,
     func,
     literal_column,
     null,
@@ -168,6 +169,19 @@ counts_by_status = select(
 #: SQLite: the same counts, read from the tally (schema.py)
 tally_of_experiment = select(tally.c.status, tally.c.n).where(
     tally.c.experiment_id == bindparam("p_experiment_id")
+)
+
+#: SQLite: whether the experiment has any trial in each status, in the order of STATUSES:
+#: one step down the status index each, to check the tally where it decides (a run ends
+#: when it counts nothing pending or running)
+statuses_present = select(
+    *(
+        exists().where(
+            trials.c.experiment_id == bindparam("p_experiment_id"),
+            trials.c.status == status,
+        )
+        for status in STATUSES
+    )
 )
 
 
