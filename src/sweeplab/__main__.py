@@ -1,6 +1,6 @@
 """python -m sweeplab"""
 
-from sweeplab.cli.main import main
+from sweeplab.cli.main import entry
 
 if __name__ == "__main__":
-    main()
+    entry()

@@ -26,6 +26,19 @@ from sweeplab.errors import TargetError
 TRIAL_PARAMETER = "trial"
 
 _loaded: dict[str, Callable[..., Any]] = {}
+#: whether this interpreter imported or unpickled a user's code: the command line then ends
+#: with a full interpreter shutdown, so that the user's objects are finalized
+_user_code = False
+
+
+def note_user_code() -> None:
+    """Remember that a user's code ran here (an import, an unpickled function or error)."""
+    global _user_code
+    _user_code = True
+
+
+def user_code_loaded() -> bool:
+    return _user_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +74,7 @@ class FunctionRef:
             with _file_lock:
                 fn = _loaded.get(self.key)
                 if fn is None:
+                    note_user_code()
                     fn = (
                         resolve_target(self.target)
                         if self.target
@@ -90,6 +104,7 @@ def _unwrap(obj: Any) -> Any:
 
 def resolve_target(target: str) -> Callable[..., Any]:
     """Import ``path/file.py:function`` or ``package.module:function``."""
+    note_user_code()
     module_part, sep, name = target.rpartition(":")
     if not sep or not module_part or not name:
         raise TargetError(

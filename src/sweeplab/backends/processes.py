@@ -30,6 +30,7 @@ from sweeplab.backends.gpus import gpu_slots, visible_gpus
 from sweeplab.backends.process_worker import receive, send
 from sweeplab.errors import BackendError
 from sweeplab.execution import run_batch
+from sweeplab.target import note_user_code
 from sweeplab.trial import Outcome
 
 #: how long a trial past its timeout may take to stop by itself before it is killed
@@ -102,6 +103,8 @@ class _Worker:
                 job.outcomes.append(value)
                 job.trial_started = time.monotonic()
             else:
+                if value is not None:  # an error, or a value of any call: maybe a user's class
+                    note_user_code()
                 self.job = None
                 self.pool._job_finished(self, job, kind, value)
 
