@@ -74,7 +74,12 @@ class Experiment:
         exp.name = name
         exp._store_arg = store
         exp._store = open_store(store, create=False)
-        exp._record = exp._store.experiment(name)
+        try:
+            exp._record = exp._store.experiment(name)
+        except BaseException:
+            if exp._store is not store:  # opened here: nobody else can close it
+                exp._store.close()
+            raise
         exp._signature = None  # type: ignore[assignment]
         exp.resources = None
         return exp

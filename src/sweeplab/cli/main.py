@@ -182,7 +182,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code = getattr(commands, f"cmd_{args.verb}")(args)
-        commands.close_stores()
     except KeyboardInterrupt as exc:
         commands.report_interrupt(exc)
         sys.stdout.flush()
@@ -200,6 +199,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SweeplabError as exc:
         _print_error(exc, args.verbose)
         code = EXIT_FAILED
+    # whatever the outcome: SQLite folds its WAL back into the file, and `entry` may end
+    # the process without the shutdown that would otherwise close them
+    commands.close_stores()
     raise SystemExit(code)
 
 

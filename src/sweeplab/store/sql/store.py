@@ -11,6 +11,7 @@ import os
 import re
 import sqlite3
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -126,13 +127,16 @@ class SQLStore(BaseStore):
         if self.kind == "sqlite":
             _check_sqlite_file(self.url, create)
         self.engine = dialects.make_engine(self.url, driver_options(self.url))
+        # a store dropped without close(), or still open at exit, closes its connections
+        # too: SQLite folds its WAL back into the file even where the CLI skips the shutdown
+        self._dispose = weakref.finalize(self, self.engine.dispose)
         self._skip_locked = dialects.skip_locked(self.kind)
         self._compiled: dict[Any, tuple[str, Any, dict[str, Any]]] = {}
         self._insert_trials = q.add_trial(self.kind)
         try:
             self._open_with_retries(create)
         except BaseException:
-            self.engine.dispose()  # nobody can close a store that failed to open
+            self._dispose()  # nobody can close a store that failed to open
             raise
 
     # -- opening -------------------------------------------------------------------
@@ -245,7 +249,7 @@ class SQLStore(BaseStore):
         return message.replace(password, "***") if password else message
 
     def close(self) -> None:
-        self.engine.dispose()
+        self._dispose()
 
     # -- experiments ---------------------------------------------------------------
     @_retried
