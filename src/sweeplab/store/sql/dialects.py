@@ -153,6 +153,11 @@ def keeps_tally(kind: str) -> bool:
     return kind == "sqlite"
 
 
+def updates_from_arrays(kind: str) -> bool:
+    """PostgreSQL updates a batch of rows from arrays (``UPDATE ... FROM unnest``)."""
+    return kind == "postgresql"
+
+
 def claim_supports_returning(kind: str) -> bool:
     return kind in ("sqlite", "postgresql")
 

@@ -11,9 +11,13 @@ from dataclasses import fields
 from functools import cache
 
 from sqlalchemy import (
+    BigInteger,
+    Double,
+    Text,
     and_,
     bindparam,
     case,
+    cast,
     delete,
     exists,
     func,
@@ -246,6 +250,36 @@ record_fenced_outcome = (
     )
     .values(_OUTCOME)
 )
+
+#: PostgreSQL: a batch of outcomes as one UPDATE ... FROM unnest(one array per column), for
+#: the server one statement to plan and run where executemany is one per outcome (1,000
+#: outcomes: about a fifth of the time); ``fenced`` as record_fenced_outcome
+OUTCOME_ARRAYS = {
+    "id": BigInteger,
+    "status": Text,
+    "result": Text,
+    "error": Text,
+    "error_kind": Text,
+    "traceback": Text,
+    "started_at": Double,
+    "finished_at": Double,
+    "duration_s": Double,
+    "host": Text,
+}
+
+
+@cache
+def record_outcomes_from_arrays(fenced: bool):
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    arrays = [cast(bindparam(f"a_{name}"), ARRAY(t)) for name, t in OUTCOME_ARRAYS.items()]
+    given = func.unnest(*arrays).table_valued(*OUTCOME_ARRAYS).render_derived(name="given")
+    where = [trials.c.id == given.c.id]
+    if fenced:
+        where += [trials.c.status == RUNNING, trials.c.lease_owner == bindparam("b_owner")]
+    values = {name: given.c[name] for name in OUTCOME_ARRAYS if name != "id"}
+    return update(trials).where(*where).values({**values, **_NO_LEASE})
+
 
 insert_metric = metrics.insert()
 

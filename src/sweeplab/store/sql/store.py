@@ -373,8 +373,7 @@ class SQLStore(BaseStore):
             if not any(o.metrics for o in outcomes):
                 # the common batch: the fence in the UPDATE's own WHERE, one statement and no
                 # read; a trial taken over by another lease (or recorded twice) matches no row
-                rows = [{**_outcome_params(o), "b_owner": lease.owner} for o in outcomes]
-                return self._executemany(conn, q.record_fenced_outcome, rows)
+                return self._write_outcomes(conn, [_outcome_params(o) for o in outcomes], lease)
             for start in range(0, len(outcomes), ID_CHUNK):
                 chunk = outcomes[start : start + ID_CHUNK]
                 held = self._held(conn, lease, [o.trial_id for o in chunk])
@@ -397,11 +396,32 @@ class SQLStore(BaseStore):
                         for step, name, value, at in o.metrics
                     )
                 if rows:
-                    self._executemany(conn, q.record_outcome, rows)
+                    self._write_outcomes(conn, rows, None)
                 if metric_rows:
                     self._executemany(conn, q.insert_metric, metric_rows)
                 recorded += len(rows)
         return recorded
+
+    def _write_outcomes(
+        self, conn: Connection, rows: list[dict[str, Any]], fence: Lease | None
+    ) -> int:
+        """Write outcome rows (``_outcome_params``); with ``fence``, only to trials that lease
+        still holds. How many were written."""
+        if dialects.updates_from_arrays(self.kind):
+            # one row per trial, the first: in UPDATE ... FROM, which of two would win is
+            # not defined, where one after the other the second finds the trial recorded
+            first = list({row["b_id"]: row for row in reversed(rows)}.values())
+            params: dict[str, Any] = {
+                f"a_{name}": [row[f"b_{name}"] for row in first] for name in q.OUTCOME_ARRAYS
+            }
+            if fence is not None:
+                params["b_owner"] = fence.owner
+            stmt = q.record_outcomes_from_arrays(fenced=fence is not None)
+            return conn.execute(stmt, params).rowcount
+        if fence is None:
+            return self._executemany(conn, q.record_outcome, rows)
+        rows = [{**row, "b_owner": fence.owner} for row in rows]
+        return self._executemany(conn, q.record_fenced_outcome, rows)
 
     def _executemany(self, conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> int:
         """executemany straight through the driver: the statement is compiled once by
