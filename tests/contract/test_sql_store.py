@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -172,6 +174,32 @@ def test_a_store_older_than_any_upgrade_is_refused_with_the_fix(shared_store_url
     assert f"schema {OLDEST_UPGRADABLE - 1}" in str(error)
     assert "--store" in str(error)
     assert _schema_version(shared_store_url) == str(OLDEST_UPGRADABLE - 1)
+
+
+# -- SQLite: several stores on one file in one process ---------------------------------------
+_CLAIM_ONE = """
+import sys
+import sweeplab as sl
+from sweeplab.store.base import Lease
+with sl.open_store(sys.argv[1], create=False) as store:
+    store.claim(Lease.for_this_process(), 1, 60, 3, [store.experiment("kept").id])
+"""
+
+
+def test_a_second_store_on_the_same_file_leaves_the_first_one_current(sqlite_url):
+    # Opening a store checks the file; had that opened it with Python, closing it would
+    # drop this process's SQLite locks: the next process to close its last connection
+    # would delete the WAL under the first store, which then reads a stale database.
+    first = sl.open_store(sqlite_url)
+    exp = first.ensure_experiment("kept", None, None).id
+    first.add_trials(exp, new_trials(3))
+    assert first.counts(exp)[PENDING] == 3  # its connection stays open in the pool
+    sl.open_store(sqlite_url).close()
+
+    for claimed in (1, 2):  # each process opens the store, claims a trial and ends
+        subprocess.run([sys.executable, "-c", _CLAIM_ONE, sqlite_url], check=True)
+        assert first.counts(exp) == {PENDING: 3 - claimed, RUNNING: claimed, DONE: 0, FAILED: 0}
+    first.close()
 
 
 # -- the SQLite tally ---------------------------------------------------------------------

@@ -12,14 +12,17 @@ def read_only(path: Path) -> sqlite3.Connection:
     """A read-only connection to ``path`` that leaves no file beside it.
 
     Even read-only, SQLite makes the -wal and -shm files of a WAL database that no one
-    has open. Such a database (no -wal file) has everything in its main file, so it is
-    read as immutable instead, which makes neither.
+    has open. A database that no one writes (no -wal or -journal file beside it) has
+    everything in its main file, so it is read as immutable instead, which makes neither.
+
+    Python never opens the file itself: closing any descriptor of a file drops every POSIX
+    lock the process holds on it, and with them the locks by which this process's own
+    SQLite connections tell other processes that they use the database. The last of those
+    to close would then delete the WAL and its index under them, and they would read a
+    stale database from then on, or write to it as if it were current.
     """
-    with path.open("rb") as f:
-        header = f.read(20)
-    wal_mode = len(header) == 20 and header.startswith(b"SQLite format 3\x00") and header[18] == 2
-    closed = not path.with_name(f"{path.name}-wal").exists()
-    options = "mode=ro&immutable=1" if wal_mode and closed else "mode=ro"
+    beside = (path.with_name(f"{path.name}-{suffix}") for suffix in ("wal", "journal"))
+    options = "mode=ro" if any(p.exists() for p in beside) else "mode=ro&immutable=1"
     # autocommit: a read opens no transaction unless asked to (read_overview asks)
     return sqlite3.connect(f"{path.resolve().as_uri()}?{options}", uri=True, isolation_level=None)
 
