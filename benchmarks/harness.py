@@ -34,6 +34,8 @@ class Child:
     exit_code: int
     wall_s: float
     peak_rss_mib: float
+    #: CPU seconds (user + system), its own and those of the children it waited for
+    cpu_s: float
     timed_out: bool
     #: what the script emitted on its ``BENCH_RESULT`` line, if it got that far
     result: dict[str, Any] | None
@@ -130,6 +132,7 @@ def run_children(
                     exit_code=proc.returncode,
                     wall_s=wall,
                     peak_rss_mib=usage.ru_maxrss / 1024,  # Linux reports KiB
+                    cpu_s=usage.ru_utime + usage.ru_stime,
                     timed_out=timed_out.is_set(),
                     result=_result(log),
                     log=log,

@@ -288,7 +288,12 @@ def markdown(data: dict[str, Any]) -> str:
         "by the window the store recorded instead, from the first trial's start to the "
         "last one's finish: the rate once the workers are up. *First trial* and *last "
         "trial* are when those started and finished, counted from the workers' launch: "
-        "before the first, the workers start; after the last, they record it and end.\n\n"
+        "before the first, the workers start; after the last, they record it and end. "
+        "*CPU s each* is a worker's CPU time, its trial process included; *idle worker "
+        "CPU s* is that of one more worker started on the drained store, which finds "
+        "nothing to do: what every worker costs besides its trials. On this machine's "
+        f"{meta.get('cores', '?')} cores, N workers cannot start their first trial before "
+        "about N x that / cores.\n\n"
     )
     rows = []
     one = find(res, "W4", "sweeplab", "1 worker")
@@ -307,13 +312,16 @@ def markdown(data: dict[str, Any]) -> str:
                 _rate(counts.get("done", 0), drain),
                 _s(r["extra"].get("first_trial_s"), 2),
                 _s(r["extra"].get("last_trial_s"), 2),
+                _s(r["extra"].get("cpu_s_per_worker"), 2),
+                _s(r["extra"].get("idle_worker_cpu_s"), 2),
                 " / ".join(str(x) for x in r["extra"].get("ran_per_worker") or []),
                 _s(r["extra"].get("add_s"), 2),
                 _status(r),
             ]
         )
     head = ["workers", "wall s", "done", "trials/s", "x 1 worker", "trials/s draining"]
-    head += ["first trial s", "last trial s", "ran by each", "add s", ""]
+    head += ["first trial s", "last trial s", "CPU s each", "idle worker CPU s"]
+    head += ["ran by each", "add s", ""]
     parts.append(_table(head, rows))
     parts.append(
         "\nPeer versions: "

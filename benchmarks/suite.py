@@ -321,6 +321,12 @@ def _w4_once(ctx: Context, m: Measurement, url: str, workers: int) -> None:
     m.whole_s = max(c.wall_s for c in children)
     m.samples["whole_s"] = [m.whole_s]
     m.peak_rss_mib = max(c.peak_rss_mib for c in children)
+    m.extra["cpu_s_per_worker"] = sum(c.cpu_s for c in children) / workers
+    # what any worker costs before and after its trials: one more, on the drained store,
+    # finds nothing to do (interpreter, imports, opening the store, its trial process, exit)
+    idle = run_child(argv, cwd=cwd, log=cwd / "worker-idle.txt", timeout_s=120)
+    if idle.ok:
+        m.extra["idle_worker_cpu_s"] = idle.cpu_s
     count = script(
         ctx,
         "sweeplab",
