@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, insert, inspect, select
+from sqlalchemy import Connection, Engine, insert, inspect, select
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
@@ -129,7 +129,7 @@ class SQLStore(BaseStore):
         self.engine = dialects.make_engine(self.url, driver_options(self.url))
         # a store dropped without close(), or still open at exit, closes its connections
         # too: SQLite folds its WAL back into the file even where the CLI skips the shutdown
-        self._dispose = weakref.finalize(self, self.engine.dispose)
+        self._dispose = weakref.finalize(self, _dispose_in, os.getpid(), self.engine)
         self._skip_locked = dialects.skip_locked(self.kind)
         self._compiled: dict[Any, tuple[str, Any, dict[str, Any]]] = {}
         self._insert_trials = q.add_trial(self.kind)
@@ -506,9 +506,9 @@ class SQLStore(BaseStore):
 
     @_retried
     def counts(self, experiment_id: int) -> dict[TrialStatus, int]:
-        params = {"p_experiment_id": experiment_id}
         if dialects.keeps_tally(self.kind):
             return self._tallied_counts(experiment_id)
+        params = {"p_experiment_id": experiment_id}
         with self._translated("read"), self._read() as conn:
             row = conn.execute(q.counts_by_status, params).one()
         return {TrialStatus(status): n for status, n in zip(q.STATUSES, row)}
@@ -661,6 +661,13 @@ class SQLStore(BaseStore):
 
 
 _STATUS_TEXT = {status: status.value for status in TrialStatus}
+
+
+def _dispose_in(pid: int, engine: Engine) -> None:
+    """Close the engine's connections, in the process that opened them only: a forked
+    child that closed them would end the parent's sessions with the server."""
+    if os.getpid() == pid:
+        engine.dispose()
 
 
 def _as_json(chunk: list[NewTrial]) -> str:
