@@ -6,6 +6,7 @@ context a user's function receives.
 from __future__ import annotations
 
 import enum
+import operator
 import os
 import pickle
 import time
@@ -124,6 +125,11 @@ class TrialTask:
     #: 1 for the first run, 2 for the first retry, ...
     attempt: int
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # by its values: pickling a slotted dataclass looks its fields up again for every
+        # object, which cost a worker more than claiming the trials
+        return (TrialTask, _task_values(self))
+
 
 @dataclass(slots=True)
 class Outcome:
@@ -140,6 +146,13 @@ class Outcome:
     host: str = ""
     #: (step, name, value, logged_at) rows logged with ``trial.log``
     metrics: list[tuple[int | None, str, float, float]] = field(default_factory=list)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Outcome, _outcome_values(self))  # as TrialTask's
+
+
+_task_values = operator.attrgetter(*(f.name for f in fields(TrialTask)))
+_outcome_values = operator.attrgetter(*(f.name for f in fields(Outcome)))
 
 
 class TrialTimeout(BaseException):

@@ -27,7 +27,7 @@ import cloudpickle
 
 from sweeplab.backends.base import Backend, WorkerCrashed
 from sweeplab.backends.gpus import gpu_slots, visible_gpus
-from sweeplab.backends.process_worker import receive, send
+from sweeplab.backends.process_worker import dumps, receive, send
 from sweeplab.errors import BackendError
 from sweeplab.execution import run_batch
 from sweeplab.target import note_user_code
@@ -184,7 +184,8 @@ class ProcessPool(Executor):
         batch = args[0] if fn is run_batch and args else None
         job = _Job(
             id=self._take_id(),
-            payload=cloudpickle.dumps((fn, args, kwargs)),
+            # a batch holds its function as bytes already: the standard pickle will do
+            payload=dumps((fn, args, kwargs)) if batch else cloudpickle.dumps((fn, args, kwargs)),
             future=future,
             timeout_s=getattr(batch, "timeout_s", None),
         )

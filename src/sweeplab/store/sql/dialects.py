@@ -153,8 +153,8 @@ def keeps_tally(kind: str) -> bool:
     return kind == "sqlite"
 
 
-def updates_from_arrays(kind: str) -> bool:
-    """PostgreSQL updates a batch of rows from arrays (``UPDATE ... FROM unnest``)."""
+def updates_from_json(kind: str) -> bool:
+    """PostgreSQL updates a batch of rows from one JSON text (``json_to_recordset``)."""
     return kind == "postgresql"
 
 

@@ -407,16 +407,14 @@ class SQLStore(BaseStore):
     ) -> int:
         """Write outcome rows (``_outcome_params``); with ``fence``, only to trials that lease
         still holds. How many were written."""
-        if dialects.updates_from_arrays(self.kind):
+        if dialects.updates_from_json(self.kind):
             # one row per trial, the first: in UPDATE ... FROM, which of two would win is
             # not defined, where one after the other the second finds the trial recorded
-            first = list({row["b_id"]: row for row in reversed(rows)}.values())
-            params: dict[str, Any] = {
-                f"a_{name}": [row[f"b_{name}"] for row in first] for name in q.OUTCOME_ARRAYS
-            }
+            first = {row["b_id"]: row for row in reversed(rows)}
+            params: dict[str, Any] = {"b_outcomes": list(first.values())}
             if fence is not None:
                 params["b_owner"] = fence.owner
-            stmt = q.record_outcomes_from_arrays(fenced=fence is not None)
+            stmt = q.record_outcomes_from_json(fenced=fence is not None)
             return conn.execute(stmt, params).rowcount
         if fence is None:
             return self._executemany(conn, q.record_outcome, rows)
