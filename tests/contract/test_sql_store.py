@@ -319,3 +319,12 @@ def test_a_server_that_cannot_be_reached_is_named_without_its_password(url, monk
     while cause is not None:
         assert PASSWORD not in str(cause)
         cause = cause.__cause__
+
+
+def test_server_stores_record_a_batch_in_one_statement(server_url):
+    # PostgreSQL and MariaDB 10.6+ (what CI runs) take a batch of outcomes as one JSON text
+    from sweeplab.store.sql import dialects
+
+    with sl.open_store(server_url) as store:
+        store.experiments()  # connected: the server's version is known
+        assert dialects.updates_from_json(store.kind, store.engine.dialect)

@@ -187,6 +187,22 @@ def test_an_outcome_is_recorded_once_without_metrics_too(store, exp):
     assert store.counts(exp)[DONE] == 2
 
 
+def test_a_batch_larger_than_one_statement_takes_is_recorded_whole(store, exp, monkeypatch):
+    # server stores write a batch as JSON, split where it would outgrow one statement
+    from sweeplab.store.sql import store as sql_store
+
+    monkeypatch.setattr(sql_store, "JSON_CHUNK_BYTES", 5_000)
+    store.add_trials(exp, new_trials(12))
+    ids = claimed_ids(claim(store, limit=12))
+    big = [Outcome(i, DONE, result_json=json.dumps({"text": "é" * 1_500, "i": i})) for i in ids]
+
+    assert store.record(LEASE_A, [*big, done(ids[0])]) == 12
+
+    assert {t.id: t.result for t in store.trials(exp)} == {
+        i: {"text": "é" * 1_500, "i": i} for i in ids
+    }
+
+
 def test_record_nothing(store, exp):
     assert store.record(LEASE_A, []) == 0
 

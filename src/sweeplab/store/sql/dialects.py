@@ -153,9 +153,14 @@ def keeps_tally(kind: str) -> bool:
     return kind == "sqlite"
 
 
-def updates_from_json(kind: str) -> bool:
-    """PostgreSQL updates a batch of rows from one JSON text (``json_to_recordset``)."""
-    return kind == "postgresql"
+def updates_from_json(kind: str, dialect: Any) -> bool:
+    """Whether the server updates a batch of rows from one JSON text: PostgreSQL
+    (``json_to_recordset``) and MariaDB 10.6+ (``JSON_TABLE``). MySQL 8 has JSON_TABLE
+    too, but is not tested here; it keeps executemany. Known once connected."""
+    if kind == "postgresql":
+        return True
+    version = getattr(dialect, "server_version_info", None) or ()
+    return kind == "mysql" and getattr(dialect, "is_mariadb", False) and version >= (10, 6)
 
 
 def claim_supports_returning(kind: str) -> bool:

@@ -407,15 +407,18 @@ class SQLStore(BaseStore):
     ) -> int:
         """Write outcome rows (``_outcome_params``); with ``fence``, only to trials that lease
         still holds. How many were written."""
-        if dialects.updates_from_json(self.kind):
+        if dialects.updates_from_json(self.kind, conn.dialect):
             # one row per trial, the first: in UPDATE ... FROM, which of two would win is
             # not defined, where one after the other the second finds the trial recorded
             first = {row["b_id"]: row for row in reversed(rows)}
-            params: dict[str, Any] = {"b_outcomes": list(first.values())}
-            if fence is not None:
-                params["b_owner"] = fence.owner
-            stmt = q.record_outcomes_from_json(fenced=fence is not None)
-            return conn.execute(stmt, params).rowcount
+            stmt = q.record_outcomes_from_json(self.kind, fenced=fence is not None)
+            written = 0
+            for chunk in _by_size(list(first.values())):
+                params: dict[str, Any] = {"b_outcomes": chunk}
+                if fence is not None:
+                    params["b_owner"] = fence.owner
+                written += conn.execute(stmt, params).rowcount
+            return written
         if fence is None:
             return self._executemany(conn, q.record_outcome, rows)
         rows = [{**row, "b_owner": fence.owner} for row in rows]
@@ -659,6 +662,26 @@ class SQLStore(BaseStore):
 
 
 _STATUS_TEXT = {status: status.value for status in TrialStatus}
+
+
+#: how much outcome text goes into one JSON statement: well under the 16 MiB that MariaDB
+#: takes in one packet by default (max_allowed_packet), where one row each never came near
+JSON_CHUNK_BYTES = 4 << 20
+
+
+def _by_size(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Outcome rows in runs of about JSON_CHUNK_BYTES of text each (one row at least)."""
+    chunk: list[dict[str, Any]] = []
+    size = 0
+    for row in rows:
+        grows = 200 + sum(len(row[k] or "") for k in ("b_result", "b_error", "b_traceback"))
+        if chunk and size + grows > JSON_CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(row)
+        size += grows
+    if chunk:
+        yield chunk
 
 
 def _dispose_in(pid: int, engine: Engine) -> None:
