@@ -3,6 +3,7 @@ alone (no SQLAlchemy, no counting); that reading must agree with the store contr
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import time
@@ -118,6 +119,28 @@ def test_the_rate_of_a_quick_sweep_is_read_from_its_latest_trials(sqlite_url):
     assert ov._read_store(sqlite_url, None).experiments[0].rate == pytest.approx(
         quick.rate, rel=0.05
     )
+
+
+def test_a_tally_that_does_not_hold_is_read_through_the_contract_which_mends_it(sqlite_url):
+    _busy_store(sqlite_url)
+    path = ov._sqlite_file(sqlite_url)
+    db = sqlite3.connect(path)
+    with db:  # as an older sweeplab writing through an upgrade might leave it
+        db.execute(  # b runs trials it does not have
+            "INSERT OR REPLACE INTO sweeplab_tally VALUES "
+            "((SELECT id FROM sweeplab_experiments WHERE name = 'b'), 'running', 2)"
+        )
+        db.execute("DELETE FROM sweeplab_tally WHERE status = 'failed'")  # a's failed one
+    db.close()
+
+    assert ov._read_sqlite(path, None) is None  # the quick reader declines
+    seen = sl.overview(sqlite_url)
+
+    assert [(e.name, e.counts) for e in seen.experiments] == [
+        ("a", {"pending": 2, "running": 2, "done": 2, "failed": 1}),
+        ("b", {"pending": 3, "running": 0, "done": 0, "failed": 0}),
+    ]
+    assert _same(_quick(sqlite_url), seen)  # counted afresh: quick again
 
 
 def test_the_sqlite_reader_knows_the_schema_the_store_writes():

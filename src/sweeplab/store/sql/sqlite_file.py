@@ -47,7 +47,7 @@ def read_overview(
     experiment's (or only ``experiment``'s) counts from the tally (``schema.tally``) and
     up to ``limit`` finishes after ``since``; the workers (host, pid, backend, slots,
     started_at, heartbeat_at), the latest heartbeat first. None for a file of another
-    schema version."""
+    schema version, or where the tally does not hold."""
     db = read_only(path)
     try:
         db.execute("BEGIN")  # one snapshot for every read below
@@ -74,6 +74,8 @@ def read_overview(
                 (id_, since, limit),
             ).fetchall()
             counts = {s: tally.get(id_, {}).get(s, 0) for s in STATUSES}
+            if not _tally_holds(db, id_, counts):
+                return None  # the store's own counts() counts it afresh
             experiments.append(ExperimentRows(name, counts, [f for (f,) in finishes]))
         workers = db.execute(
             "SELECT host, pid, backend, slots, started_at, heartbeat_at "
@@ -82,3 +84,15 @@ def read_overview(
         return experiments, workers
     finally:
         db.close()
+
+
+def _tally_holds(db: sqlite3.Connection, experiment_id: int, counts: dict[str, int]) -> bool:
+    """As ``SQLStore._tallied_counts``: a status tallied empty has no trial, and back."""
+    for status, n in counts.items():
+        there = db.execute(
+            "SELECT EXISTS (SELECT 1 FROM sweeplab_trials WHERE experiment_id = ? AND status = ?)",
+            (experiment_id, status),
+        ).fetchone()[0]
+        if n < 0 or (n > 0) != bool(there):
+            return False
+    return True
