@@ -159,7 +159,14 @@ def run_trial(
     outcome.duration_s = time.perf_counter() - t0
     if trial is not None:
         outcome.metrics = trial.take_metrics()
+    outcome.error, outcome.traceback = _storable(outcome.error), _storable(outcome.traceback)
     return outcome
+
+
+def _storable(text: str | None) -> str | None:
+    """Text every store can hold: a NUL byte (``ValueError(data)`` of binary data, say),
+    which PostgreSQL's text refuses and the whole batch with it, is written as \\x00."""
+    return text.replace("\x00", "\\x00") if text and "\x00" in text else text
 
 
 def _result_json(value: Any) -> str:

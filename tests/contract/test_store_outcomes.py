@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+import sweeplab as sl
 from sweeplab.store.base import MetricRecord
 from sweeplab.trial import ErrorKind, Outcome, TrialStatus
 from tests.contract.values import (
@@ -201,6 +202,23 @@ def test_a_batch_larger_than_one_statement_takes_is_recorded_whole(store, exp, m
     assert {t.id: t.result for t in store.trials(exp)} == {
         i: {"text": "é" * 1_500, "i": i} for i in ids
     }
+
+
+def _nul_in_error_and_result(x: int) -> dict[str, str]:
+    if x:
+        raise ValueError("bad \x00 byte")
+    return {"s": "ok \x00 byte"}
+
+
+def test_a_nul_byte_in_an_error_or_a_result_is_recorded(store_url):
+    exp = sl.Experiment(_nul_in_error_and_result, store=store_url)
+    exp.add(sl.grid(x=[0, 1]))
+
+    exp.run()
+
+    frame = exp.results().set_index("x")
+    assert frame.loc[0, "s"] == "ok \x00 byte"  # JSON keeps it: it is data
+    assert frame.loc[1, "error"] == "ValueError: bad \\x00 byte"
 
 
 def test_record_nothing(store, exp):

@@ -96,6 +96,16 @@ def test_exception_fails_the_trial_with_traceback() -> None:
     assert outcome.result_json is None
 
 
+def test_a_nul_byte_in_an_error_is_written_out() -> None:
+    # PostgreSQL's text cannot hold it, and would refuse the batch of outcomes with it
+    def boom():
+        raise ValueError("bad \x00 byte")
+
+    outcome = run(boom)
+    assert outcome.error == "ValueError: bad \\x00 byte"
+    assert "\x00" not in outcome.traceback and "bad \\x00 byte" in outcome.traceback
+
+
 def test_exception_without_message() -> None:
     def boom():
         raise KeyError
