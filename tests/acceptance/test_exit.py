@@ -8,8 +8,6 @@ an object left to the interpreter's shutdown was finalized.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -45,7 +43,7 @@ STUDY = textwrap.dedent(
 
 
 @pytest.fixture
-def marked(tmp_path: Path, cli_env: dict[str, str]):
+def marked(tmp_path: Path, cli_env: dict[str, str], start_sweeplab):
     """``marked(*args)``: run the CLI; its pid and the marks of every process it ran."""
     site = tmp_path / "site"
     site.mkdir()
@@ -53,19 +51,12 @@ def marked(tmp_path: Path, cli_env: dict[str, str]):
     (tmp_path / "study.py").write_text(STUDY)
     marks = tmp_path / "marks"
     marks.mkdir()
-    env = {**cli_env, "PYTHONPATH": str(site), "SWEEPLAB_TEST_MARKS": str(marks)}
+    cli_env.update(PYTHONPATH=str(site), SWEEPLAB_TEST_MARKS=str(marks))  # start_sweeplab's
 
     def run(*args: str) -> tuple[int, set[str]]:
         for old in marks.iterdir():
             old.unlink()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sweeplab", *args],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        process = start_sweeplab(*args)
         out, err = process.communicate(timeout=120)
         assert process.returncode == 0, out + err
         return process.pid, {p.name for p in marks.iterdir()}

@@ -373,17 +373,17 @@ class SQLStore(BaseStore):
             if not any(o.metrics for o in outcomes):
                 # the common batch: the fence in the UPDATE's own WHERE, one statement and no
                 # read; a trial taken over by another lease (or recorded twice) matches no row
-                return self._write_outcomes(conn, [_outcome_params(o) for o in outcomes], lease)
+                return self._write_outcomes(conn, outcomes, lease)
             for start in range(0, len(outcomes), ID_CHUNK):
                 chunk = outcomes[start : start + ID_CHUNK]
                 held = self._held(conn, lease, [o.trial_id for o in chunk])
-                rows, metric_rows = [], []
+                held_outcomes, metric_rows = [], []
                 for o in chunk:
                     # pop: a second outcome for the same trial finds it no longer held
                     attempt = held.pop(o.trial_id, None)
                     if attempt is None:
                         continue  # taken over by another lease: its outcome wins
-                    rows.append(_outcome_params(o))
+                    held_outcomes.append(o)
                     metric_rows.extend(
                         {
                             "trial_id": o.trial_id,
@@ -395,34 +395,33 @@ class SQLStore(BaseStore):
                         }
                         for step, name, value, at in o.metrics
                     )
-                if rows:
-                    self._write_outcomes(conn, rows, None)
+                if held_outcomes:
+                    self._write_outcomes(conn, held_outcomes, None)
                 if metric_rows:
                     self._executemany(conn, q.insert_metric, metric_rows)
-                recorded += len(rows)
+                recorded += len(held_outcomes)
         return recorded
 
     def _write_outcomes(
-        self, conn: Connection, rows: list[dict[str, Any]], fence: Lease | None
+        self, conn: Connection, outcomes: Sequence[Outcome], fence: Lease | None
     ) -> int:
-        """Write outcome rows (``_outcome_params``); with ``fence``, only to trials that lease
-        still holds. How many were written."""
+        """Write outcomes; with ``fence``, only to trials that lease still holds. How many
+        were written."""
+        owner = None if fence is None else fence.owner
         if dialects.updates_from_json(self.kind, conn.dialect):
             # one row per trial, the first: in UPDATE ... FROM, which of two would win is
             # not defined, where one after the other the second finds the trial recorded
-            first = {row["b_id"]: row for row in reversed(rows)}
-            stmt = q.record_outcomes_from_json(self.kind, fenced=fence is not None)
+            first = {o.trial_id: o for o in reversed(outcomes)}
+            stmt = q.record_outcomes_from_json(self.kind, fenced=owner is not None)
             written = 0
-            for chunk in _by_size(list(first.values())):
+            for chunk in _by_size([_outcome_params(o) for o in first.values()]):
                 params: dict[str, Any] = {"b_outcomes": chunk}
-                if fence is not None:
-                    params["b_owner"] = fence.owner
+                if owner is not None:
+                    params["b_owner"] = owner
                 written += conn.execute(stmt, params).rowcount
             return written
-        if fence is None:
-            return self._executemany(conn, q.record_outcome, rows)
-        rows = [{**row, "b_owner": fence.owner} for row in rows]
-        return self._executemany(conn, q.record_fenced_outcome, rows)
+        stmt = q.record_outcome if owner is None else q.record_fenced_outcome
+        return self._executemany(conn, stmt, [_outcome_params(o, owner) for o in outcomes])
 
     def _executemany(self, conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> int:
         """executemany straight through the driver: the statement is compiled once by
@@ -696,8 +695,9 @@ def _as_json(chunk: list[NewTrial]) -> str:
     return json.dumps(chunk, separators=(",", ":"))
 
 
-def _outcome_params(o: Outcome) -> dict[str, Any]:
-    return {
+def _outcome_params(o: Outcome, owner: str | None = None) -> dict[str, Any]:
+    """The binds of record_outcome, and with ``owner`` those of record_fenced_outcome."""
+    params = {
         "b_id": o.trial_id,
         "b_status": _STATUS_TEXT[o.status],
         "b_result": o.result_json,
@@ -709,6 +709,9 @@ def _outcome_params(o: Outcome) -> dict[str, Any]:
         "b_duration_s": o.duration_s,
         "b_host": o.host or None,
     }
+    if owner is not None:
+        params["b_owner"] = owner
+    return params
 
 
 def _experiment(row: Any) -> ExperimentRecord:
