@@ -4,6 +4,7 @@ import alone costs 0.2 s): whether a file is a store, and what ``status`` shows 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -86,13 +87,19 @@ def read_overview(
         db.close()
 
 
+def tally_holds(counts: Iterable[int], present: Iterable[bool]) -> bool:
+    """Whether tallied counts agree with the trials where a run's end is decided: a status
+    tallied empty has no trial, one tallied above zero has some, and none is below zero
+    (``present``: whether each status has a trial). ``SQLStore.counts`` uses it too."""
+    return all(n >= 0 and (n > 0) == bool(there) for n, there in zip(counts, present))
+
+
 def _tally_holds(db: sqlite3.Connection, experiment_id: int, counts: dict[str, int]) -> bool:
-    """As ``SQLStore._tallied_counts``: a status tallied empty has no trial, and back."""
-    for status, n in counts.items():
-        there = db.execute(
+    present = [
+        db.execute(
             "SELECT EXISTS (SELECT 1 FROM sweeplab_trials WHERE experiment_id = ? AND status = ?)",
             (experiment_id, status),
         ).fetchone()[0]
-        if n < 0 or (n > 0) != bool(there):
-            return False
-    return True
+        for status in counts
+    ]
+    return tally_holds(counts.values(), present)

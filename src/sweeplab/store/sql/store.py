@@ -523,7 +523,7 @@ class SQLStore(BaseStore):
             tallied = dict(conn.execute(q.tally_of_experiment, params).all())
             present = conn.execute(q.statuses_present, params).one()
         counts = [tallied.get(s, 0) for s in q.STATUSES]
-        if all((n > 0) == bool(there) and n >= 0 for n, there in zip(counts, present)):
+        if sqlite_file.tally_holds(counts, present):
             return {TrialStatus(s): n for s, n in zip(q.STATUSES, counts)}
         log.warning("the tally of experiment %d was off; counting its trials afresh", experiment_id)
         with self._translated("write to"), self._write() as conn:
