@@ -65,6 +65,11 @@ def register_sink(url: str, sink: TrialSink) -> None:
         _sinks[url] = sink
 
 
+def forget_open_stores() -> None:
+    """In a forked child: the parent's stores hold the parent's connections."""
+    _sinks.clear()
+
+
 class _LazySink:
     """Opens the store on first use, so trials that never checkpoint never connect."""
 

@@ -22,23 +22,16 @@ from typing import Any
 import cloudpickle
 
 from sweeplab.errors import TargetError
+from sweeplab.interpreter import note_user_code
 
 TRIAL_PARAMETER = "trial"
 
 _loaded: dict[str, Callable[..., Any]] = {}
-#: whether this interpreter imported or unpickled a user's code: the command line then ends
-#: with a full interpreter shutdown, so that the user's objects are finalized
-_user_code = False
 
 
-def note_user_code() -> None:
-    """Remember that a user's code ran here (an import, an unpickled function or error)."""
-    global _user_code
-    _user_code = True
-
-
-def user_code_loaded() -> bool:
-    return _user_code
+def forget_loaded_functions() -> None:
+    """Drop this process's references to the user's functions (a forked child's end)."""
+    _loaded.clear()
 
 
 @dataclass(frozen=True, slots=True)

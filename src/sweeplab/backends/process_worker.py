@@ -1,8 +1,9 @@
 """The child side of the processes backend: ``python -m sweeplab.backends.process_worker``.
 
-A fresh interpreter (no fork of the runner, no re-import of the user's ``__main__``)
-started with R W PARENT: it reads calls from fd R and writes replies to fd W, one framed
-pickle each, and exits at once if PARENT is no longer its parent:
+A fresh interpreter (no re-import of the user's ``__main__``) started with R W PARENT, or
+a fork of the ``sweeplab`` program that calls ``main`` (``forked``): it reads calls from
+fd R and writes replies to fd W, one framed pickle each, and exits at once if PARENT is no
+longer its parent:
 
     parent -> child   ("call", job_id, pickle of (fn, args, kwargs))  |  ("stop",)
     child -> parent   ("outcome", job_id, Outcome)     one per finished trial of a batch

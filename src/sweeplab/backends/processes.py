@@ -1,8 +1,9 @@
 """The processes backend: trials run in a pool of local worker processes.
 
 ``concurrent.futures.ProcessPoolExecutor`` breaks as a whole when one worker dies and
-cannot stop one overrunning call, so this pool is our own: one fresh interpreter per
-slot (``process_worker``), each with a reader thread in the runner's process. A worker
+cannot stop one overrunning call, so this pool is our own: one process per slot
+(``process_worker``), a fresh interpreter or, in the ``sweeplab`` program where it is safe,
+a fork of it (``forked``), each with a reader thread in the runner's process. A worker
 that dies fails only the trial it was running, with the cause (exit code or signal),
 and is replaced; a trial past its timeout that does not stop by itself is killed.
 """
@@ -26,11 +27,12 @@ from typing import Any
 import cloudpickle
 
 from sweeplab.backends.base import Backend, WorkerCrashed
+from sweeplab.backends.forked import ForkedProcess, fork_process_worker, may_fork
 from sweeplab.backends.gpus import gpu_slots, visible_gpus
 from sweeplab.backends.process_worker import dumps, receive, send
 from sweeplab.errors import BackendError
 from sweeplab.execution import run_batch
-from sweeplab.target import note_user_code
+from sweeplab.interpreter import note_user_code
 from sweeplab.trial import Outcome
 
 #: how long a trial past its timeout may take to stop by itself before it is killed
@@ -52,29 +54,34 @@ class _Job:
 
 
 class _Worker:
-    def __init__(self, pool: ProcessPool, slot: int) -> None:
+    """One slot's process, and the thread in this process that reads its replies."""
+
+    def __init__(self, pool: ProcessPool, slot: int, *, forked: bool = False) -> None:
         self.pool = pool
         self.slot = slot
         to_child_r, self.to_child = os.pipe()
         self.from_child, from_child_w = os.pipe()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sweeplab.backends.process_worker",
-                str(to_child_r),
-                str(from_child_w),
-                str(os.getpid()),
-            ],
-            pass_fds=(to_child_r, from_child_w),
-            env={**os.environ, **pool.slot_env(slot)},
-        )
+        self.process: subprocess.Popen | ForkedProcess
+        if forked:
+            self.process = fork_process_worker(to_child_r, from_child_w, pool.slot_env(slot))
+        else:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "sweeplab.backends.process_worker",
+                    str(to_child_r),
+                    str(from_child_w),
+                    str(os.getpid()),
+                ],
+                pass_fds=(to_child_r, from_child_w),
+                env={**os.environ, **pool.slot_env(slot)},
+            )
         os.close(to_child_r)
         os.close(from_child_w)
         self.job: _Job | None = None
         self.killed_for_timeout = False
         self.reader = threading.Thread(target=self._read, daemon=True, name="sweeplab-reader")
-        self.reader.start()
 
     def run(self, job: _Job) -> None:
         self.job = job
@@ -149,9 +156,21 @@ class _Worker:
 
 
 class ProcessPool(Executor):
-    """An executor over ``workers`` local worker processes, started on first use."""
+    """An executor over ``workers`` local worker processes, started on first use.
 
-    def __init__(self, workers: int, slot_envs: list[dict[str, str]] | None = None) -> None:
+    ``prestart``: start every worker now, so that they boot while the runner claims its
+    first trials; forked from this process where that is safe (``backends.forked``).
+    ``fork`` decides that instead (tests).
+    """
+
+    def __init__(
+        self,
+        workers: int,
+        slot_envs: list[dict[str, str]] | None = None,
+        *,
+        prestart: bool = False,
+        fork: bool | None = None,
+    ) -> None:
         self._size = workers
         #: environment of each slot's process (its CUDA_VISIBLE_DEVICES, when trials want GPUs)
         self._slot_envs = slot_envs or []
@@ -161,19 +180,23 @@ class ProcessPool(Executor):
         self._workers: list[_Worker] = []
         self._next_id = 0
         self._shutdown = False
-        self._prestart = False
+        self._prestart = prestart
+        if prestart and (may_fork() if fork is None else fork):
+            # every fork before the first thread of ours: the children inherit no thread
+            self._workers = [_Worker(self, slot, forked=True) for slot in range(workers)]
+            self._idle = list(self._workers)
+            self._prestart = False
+            for worker in self._workers:
+                worker.reader.start()
         # Linux kills a child when the *thread* that started it ends (PR_SET_PDEATHSIG),
-        # so every worker is started by this one thread, which lives as long as the pool.
+        # so every later worker is started by this one thread, which lives as long as the
+        # pool (forked ones, by the thread that made the pool: the program's main thread).
         self._spawn_wanted = threading.Event()
         self._spawner = threading.Thread(
             target=self._spawn_loop, daemon=True, name="sweeplab-spawner"
         )
         self._spawner.start()
-
-    def prestart(self) -> None:
-        """Start every worker now: interpreters boot while the runner claims its first trials."""
-        with self._lock:
-            self._prestart = True
+        if self._prestart:
             self._spawn_wanted.set()
 
     def slot_env(self, slot: int) -> dict[str, str]:
@@ -219,6 +242,7 @@ class ProcessPool(Executor):
                     taken = {w.slot for w in self._workers}
                     slot = min(set(range(self._size)) - taken)
                     worker = _Worker(self, slot)
+                    worker.reader.start()
                     self._workers.append(worker)
                     if self._queue:
                         worker.run(self._queue.popleft())
@@ -308,8 +332,7 @@ class ProcessesBackend(Backend):
         self._envs = [{"CUDA_VISIBLE_DEVICES": d} for d in devices]
 
     def start(self) -> Executor:
-        self._pool = ProcessPool(self.slots, self._envs)
-        self._pool.prestart()
+        self._pool = ProcessPool(self.slots, self._envs, prestart=True)
         return self._pool
 
     def stop(self, *, cancel: bool) -> None:

@@ -218,6 +218,9 @@ def entry() -> None:
     does, and ends there: what it skips finalizes no user object. ``main`` itself raises
     SystemExit, for callers that embed it.
     """
+    from sweeplab.interpreter import started_as_program
+
+    started_as_program()
     try:
         main()
     except SystemExit as exc:
@@ -238,8 +241,9 @@ def entry() -> None:
 def _may_end_at_once() -> bool:
     import threading
 
-    target = sys.modules.get("sweeplab.target")
-    if target is not None and target.user_code_loaded():
+    from sweeplab.interpreter import user_code_loaded
+
+    if user_code_loaded():
         return False
     main_thread = threading.main_thread()
     return not any(

@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
+from sweeplab.interpreter import note_sqlite_opened
+
 
 def read_only(path: Path) -> sqlite3.Connection:
     """A read-only connection to ``path`` that leaves no file beside it.
@@ -22,6 +24,7 @@ def read_only(path: Path) -> sqlite3.Connection:
     to close would then delete the WAL and its index under them, and they would read a
     stale database from then on, or write to it as if it were current.
     """
+    note_sqlite_opened()
     beside = (path.with_name(f"{path.name}-{suffix}") for suffix in ("wal", "journal"))
     options = "mode=ro" if any(p.exists() for p in beside) else "mode=ro&immutable=1"
     # autocommit: a read opens no transaction unless asked to (read_overview asks)

@@ -29,6 +29,7 @@ from sweeplab.errors import (
     StoreError,
     UnknownExperiment,
 )
+from sweeplab.interpreter import note_sqlite_opened
 from sweeplab.jsonvalues import loads, loads_each
 from sweeplab.store.base import (
     BaseStore,
@@ -125,6 +126,7 @@ class SQLStore(BaseStore):
         self.url_for_workers = self.url.render_as_string(hide_password=False)
         self.kind = dialects.family(self.url)
         if self.kind == "sqlite":
+            note_sqlite_opened()
             _check_sqlite_file(self.url, create)
         self.engine = dialects.make_engine(self.url, driver_options(self.url))
         # a store dropped without close(), or still open at exit, closes its connections
