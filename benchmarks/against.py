@@ -10,6 +10,7 @@ with REV's (a git worktree), taking turns, in sweeplab's benchmark environment (
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import statistics
 import subprocess
@@ -17,13 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
-
-from benchmarks import envs
+from benchmarks import envs, postgres
 from benchmarks.harness import REPO, child_env
 from benchmarks.run import DEFAULT_POSTGRES
-from benchmarks.suite import _with_database
 
 TRIALS = 10_000
 DATABASE = "sweeplab_bench_against"
@@ -50,6 +47,8 @@ def main(argv: list[str] | None = None) -> None:
         )
         try:
             sources = {args.revision: tree / "src", "this checkout": REPO / "src"}
+            for src in sources.values():  # as installed: bytecode compiled (run.py says why)
+                compileall.compile_dir(str(src), quiet=1)
             for workers in args.workers:
                 walls: dict[str, list[float]] = {name: [] for name in sources}
                 for _ in range(args.repeat):
@@ -67,11 +66,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _drain(python: Path, src: Path, admin: str, workers: int, cwd: Path) -> float:
     """Seconds from starting ``workers`` workers to the last one's exit, all trials done."""
-    with psycopg.connect(admin, autocommit=True) as conn:
-        name = sql.Identifier(DATABASE)
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
-    url = _with_database(admin, DATABASE)
+    url = postgres.recreate(admin, DATABASE)
     env = child_env({"PYTHONPATH": f"{src}{os.pathsep}{REPO}"})
     cli = [str(python), "-m", "sweeplab"]
     target = f"{REPO / 'benchmarks' / 'workloads.py'}:noop"
@@ -86,10 +81,8 @@ def _drain(python: Path, src: Path, admin: str, workers: int, cwd: Path) -> floa
     if any(p.wait() != 0 for p in procs):
         raise SystemExit(f"a worker failed ({src})")
     wall = time.perf_counter() - started
-    with psycopg.connect(_with_database(admin, DATABASE)) as conn:
-        done = conn.execute("SELECT count(*) FROM sweeplab_trials WHERE status = 'done'")
-        if done.fetchone()[0] != TRIALS:
-            raise SystemExit(f"not every trial was done ({src})")
+    if postgres.done_count(url) != TRIALS:
+        raise SystemExit(f"not every trial was done ({src})")
     return wall
 
 

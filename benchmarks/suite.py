@@ -7,8 +7,8 @@ import shutil
 import statistics
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
+from benchmarks import postgres
 from benchmarks.harness import Child, run_child, run_children
 from benchmarks.measure import (
     Context,
@@ -249,28 +249,15 @@ def w4(ctx: Context) -> None:
             m.status, m.note = "not available", reason
             ctx.add(m)
         return
-    import psycopg
-    from psycopg import sql
-
     admin = ctx.postgres
     for workers in s.w4_workers:
         m = Measurement("W4", "sweeplab", f"{workers} worker(s), PostgreSQL", n)
         database = f"sweeplab_bench_w4_{workers}"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
-            )
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-        url = _with_database(admin, database)
+        url = postgres.recreate(admin, database)
         try:
             _w4_once(ctx, m, url, workers)
         finally:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                        sql.Identifier(database)
-                    )
-                )
+            postgres.drop(admin, database)
         ctx.add(m)
 
 
@@ -355,21 +342,7 @@ def _w4_unavailable(ctx: Context) -> str | None:
     )
     if not child.ok:
         return f"`sweeplab worker --help` failed ({child.why()})"
-    try:
-        import psycopg
-    except ImportError:
-        return "psycopg is not installed: pip install -e '.[postgres]'"
-    try:
-        with psycopg.connect(ctx.postgres, connect_timeout=5) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        return f"no PostgreSQL at {ctx.postgres}: {str(exc).strip().splitlines()[0]}"
-    return None
-
-
-def _with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{database}"))
+    return postgres.unavailable(ctx.postgres)
 
 
 def cleanup(work: Path) -> None:

@@ -40,13 +40,17 @@ def _empty_server_store(server_database: dict[str, str]) -> Iterator[Callable[[s
         engine.dispose()
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres", "mysql"])
+@pytest.fixture(params=["memory", "sqlite", "postgres", "psycopg3", "mysql"])
 def store_url(request: pytest.FixtureRequest) -> str:
-    """Every kind of store, in turn, empty."""
+    """Every kind of store, in turn, empty. PostgreSQL twice: through psycopg2, which a
+    plain ``postgresql://`` gets, and psycopg 3 (``postgresql+psycopg://``)."""
     if request.param == "memory":
         return "memory://"
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_url")
+    if request.param == "psycopg3":
+        url = sa.make_url(request.getfixturevalue("_empty_server_store")("postgres"))
+        return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     return request.getfixturevalue("_empty_server_store")(request.param)
 
 

@@ -98,6 +98,35 @@ def add_trials_from_json():
 
 
 @cache
+def add_trials_from_json_postgresql():
+    """PostgreSQL: ``add_trials_from_json`` with ``json_array_elements``. One statement a
+    chunk, where psycopg2's executemany would make one round trip a trial."""
+    from sqlalchemy.dialects.postgresql import insert
+
+    rows = func.json_array_elements(bindparam("b_rows", type_=Text).cast(JSON))
+    rows = rows.table_valued("value").alias("r")
+    fields = [
+        rows.c.value.op("->>")(literal_column("0")),
+        rows.c.value.op("->>")(literal_column("1")),
+        rows.c.value.op("->>")(literal_column("2")).cast(trials.c.repetition.type),
+        rows.c.value.op("->>")(literal_column("3")).cast(trials.c.seed.type),
+    ]
+    new_trials = select(
+        bindparam("b_experiment_id", type_=trials.c.experiment_id.type),
+        *fields,
+        literal_column("'pending'"),
+        literal_column("0"),
+        literal_column("1"),
+        bindparam("b_now", type_=trials.c.created_at.type),
+    ).select_from(rows)
+    columns = ["experiment_id", "point_key", "params", "repetition", "seed"]
+    columns += ["status", "attempts", "max_attempts", "created_at"]
+    # how many were added: SQLAlchemy keeps an INSERT's rowcount from psycopg 3 only if asked
+    stmt = insert(trials).from_select(columns, new_trials).on_conflict_do_nothing()
+    return stmt.execution_options(preserve_rowcount=True)
+
+
+@cache
 def add_trial(kind: str):
     """Insert a pending trial unless its point and repetition are there already."""
     return dialects.insert_ignore(kind, trials).values(

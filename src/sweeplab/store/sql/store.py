@@ -300,7 +300,12 @@ class SQLStore(BaseStore):
         added = 0
         with self._translated("add trials to"), self._write() as conn:
             if dialects.inserts_from_json(self.kind):
-                stmt = q.add_trials_from_json()
+                if self.kind == "postgresql":
+                    # adders of one experiment take turns (``lock_experiment`` says why)
+                    conn.execute(q.lock_experiment, {"p_experiment_id": experiment_id})
+                    stmt = q.add_trials_from_json_postgresql()
+                else:
+                    stmt = q.add_trials_from_json()
                 for rows_json in built_ahead(trials_, ADD_CHUNK, _as_json):
                     params = {"b_experiment_id": experiment_id, "b_rows": rows_json}
                     added += conn.execute(stmt, {**params, "b_now": time.time()}).rowcount
@@ -428,7 +433,11 @@ class SQLStore(BaseStore):
     def _executemany(self, conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> int:
         """executemany straight through the driver: the statement is compiled once by
         SQLAlchemy, and the rows skip its per-row parameter processing, which costs more
-        than SQLite's own insert. Our values need none (no custom types)."""
+        than SQLite's own insert. Our values need none (no custom types). Not psycopg2's,
+        which makes one round trip a row: SQLAlchemy's own executemany sends it many rows
+        to a statement."""
+        if self.engine.dialect.driver == "psycopg2":
+            return conn.execute(stmt, rows).rowcount
         keys = tuple(rows[0])
         compiled = self._compiled.get((stmt, keys))
         if compiled is None:
