@@ -328,3 +328,50 @@ def test_server_stores_record_a_batch_in_one_statement(server_url):
     with sl.open_store(server_url) as store:
         store.experiments()  # connected: the server's version is known
         assert dialects.updates_from_json(store.kind, store.engine.dialect)
+
+
+# -- each database's own table options, given where its tables are made ---------------
+def test_sqlite_tables_get_their_partial_indexes_and_a_tally_without_rowid(sqlite_url):
+    sl.open_store(sqlite_url).close()
+    path = sa.make_url(sqlite_url).database
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        ddl = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL"))
+    assert ddl["sweeplab_trials_lease"].endswith("WHERE lease_owner IS NOT NULL")
+    assert ddl["sweeplab_trials_finished"].endswith("WHERE finished_at IS NOT NULL")
+    assert ddl["sweeplab_tally"].rstrip().endswith("WITHOUT ROWID")
+
+
+def test_mysql_tables_compare_text_exactly_and_hold_long_values(mysql_url):
+    sl.open_store(mysql_url).close()
+    engine = sa.create_engine(mysql_url)
+    try:
+        with engine.connect() as conn:
+            show = {
+                table: conn.exec_driver_sql(f"SHOW CREATE TABLE {table}").one()[1]
+                for table in ("sweeplab_meta", "sweeplab_trials", "sweeplab_checkpoints")
+            }
+    finally:
+        engine.dispose()
+    assert all("COLLATE=utf8mb4_bin" in ddl for ddl in show.values())
+    assert "`params` longtext NOT NULL" in show["sweeplab_trials"]
+    assert "`data` longblob NOT NULL" in show["sweeplab_checkpoints"]
+
+
+OTHER_DIALECTS = """
+import sys
+import sweeplab as sl
+with sl.open_store(sys.argv[1]) as store:
+    store.experiments()
+kinds = ("mysql", "postgresql", "sqlite")
+print(sorted(k for k in kinds if f"sqlalchemy.dialects.{k}" in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
+def test_a_store_loads_no_other_databases_dialect(kind, request):
+    # each costs a process that opens a store its import: 10 to 20 ms of a worker's start
+    url = request.getfixturevalue(f"{kind}_url")
+    loaded = subprocess.run(
+        [sys.executable, "-c", OTHER_DIALECTS, url], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == str([{"postgres": "postgresql"}.get(kind, kind)])

@@ -9,8 +9,6 @@ Version 2 added the SQLite tally (below).
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -31,7 +29,6 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects import mysql
 
 from sweeplab.store.sql import dialects
 
@@ -39,27 +36,17 @@ SCHEMA_VERSION = 2
 #: the oldest schema ``upgrade`` brings up to date
 OLDEST_UPGRADABLE = 1
 
-# SQLite only autoincrements an INTEGER PRIMARY KEY; MySQL's TEXT and BLOB stop at 64 KiB.
+# Options of one database (``mysql_charset=``, ``sqlite_where=``) are given where that
+# database's tables are made (``create``), not in the declarations below: there,
+# SQLAlchemy would import the dialect of each to check them, in every process that opens
+# any store (30 ms of a worker's start, which eight workers on two cores pay eight times).
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY. MySQL's TEXT and BLOB stop at 64 KiB;
+# given a length, it makes the smallest type that holds it: LONGTEXT and LONGBLOB.
 Id = BigInteger().with_variant(Integer, "sqlite")
-LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
-LongBlob = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
-
-# MySQL/MariaDB compare text with the database's default collation, usually
-# case- and accent-insensitive (utf8mb4_general_ci): "Sweep" and "sweep" would be one
-# experiment, "Model.pt" and "model.pt" one artifact. Binary collation compares text
-# exactly, as SQLite and PostgreSQL do, and utf8mb4 holds any text whatever the
-# server's default charset. (Trailing spaces still compare equal there: PAD SPACE.)
-_MYSQL_TEXT = {
-    f"{dialect}_{option}": value
-    for dialect in ("mysql", "mariadb")
-    for option, value in (("charset", "utf8mb4"), ("collate", "utf8mb4_bin"))
-}
-
-
-def _where_not_null(column: str) -> dict[str, Any]:
-    # SQLite only: naming postgresql_where here would import SQLAlchemy's PostgreSQL dialect
-    # (20 ms) in every process that opens any store, a SQLite one included
-    return {"sqlite_where": text(f"{column} IS NOT NULL")}
+_LONGEST = 2**32 - 1
+LongText = Text().with_variant(Text(_LONGEST), "mysql", "mariadb")
+LongBlob = LargeBinary().with_variant(LargeBinary(_LONGEST), "mysql", "mariadb")
 
 
 metadata = MetaData()
@@ -69,7 +56,6 @@ meta = Table(
     metadata,
     Column("key", String(64), primary_key=True),
     Column("value", String(255), nullable=False),
-    **_MYSQL_TEXT,
 )
 
 experiments = Table(
@@ -80,7 +66,6 @@ experiments = Table(
     Column("target", Text),
     Column("function_pickle", LongBlob),
     Column("created_at", Double, nullable=False),
-    **_MYSQL_TEXT,
 )
 
 trials = Table(
@@ -111,17 +96,10 @@ trials = Table(
     UniqueConstraint("experiment_id", "point_key", "repetition", name="sweeplab_trials_point"),
     # the claim scans pending trials of some experiments in id order
     Index("sweeplab_trials_claim", "experiment_id", "status", "id"),
-    # Partial on SQLite: a pending trial has neither a lease nor a finish, so adding a
-    # million trials writes no entry in either index.
-    Index("sweeplab_trials_lease", "lease_owner", **_where_not_null("lease_owner")),
+    # partial on SQLite (``_options_of``)
+    Index("sweeplab_trials_lease", "lease_owner"),
     # status shows the rate of trials finished lately
-    Index(
-        "sweeplab_trials_finished",
-        "experiment_id",
-        "finished_at",
-        **_where_not_null("finished_at"),
-    ),
-    **_MYSQL_TEXT,
+    Index("sweeplab_trials_finished", "experiment_id", "finished_at"),
 )
 
 metrics = Table(
@@ -135,7 +113,6 @@ metrics = Table(
     Column("value", Double, nullable=False),
     Column("logged_at", Double, nullable=False),
     Index("sweeplab_metrics_trial", "trial_id"),
-    **_MYSQL_TEXT,
 )
 
 artifacts = Table(
@@ -145,7 +122,6 @@ artifacts = Table(
     Column("name", String(255), primary_key=True),
     Column("data", LongBlob, nullable=False),
     Column("created_at", Double, nullable=False),
-    **_MYSQL_TEXT,
 )
 
 checkpoints = Table(
@@ -154,7 +130,6 @@ checkpoints = Table(
     Column("trial_id", Id, primary_key=True),
     Column("data", LongBlob, nullable=False),
     Column("updated_at", Double, nullable=False),
-    **_MYSQL_TEXT,
 )
 
 workers = Table(
@@ -167,7 +142,6 @@ workers = Table(
     Column("backend", String(64), nullable=False),
     Column("started_at", Double, nullable=False),
     Column("heartbeat_at", Double, nullable=False),
-    **_MYSQL_TEXT,
 )
 
 # -- SQLite only: the tally ---------------------------------------------------------
@@ -185,7 +159,6 @@ tally = Table(
     Column("experiment_id", Integer, primary_key=True),
     Column("status", String(16), primary_key=True),
     Column("n", Integer, nullable=False),
-    sqlite_with_rowid=False,
 )
 
 _TALLY_TRIGGERS = (
@@ -206,9 +179,32 @@ _TALLY_TRIGGERS = (
 
 def create(conn: Connection, kind: str) -> None:
     """Make every table (and on SQLite the tally) in an empty database."""
+    _options_of(kind)
     metadata.create_all(conn)
     if dialects.keeps_tally(kind):
         _create_tally(conn)
+
+
+def _options_of(kind: str) -> None:
+    """Give the tables the options of the database ``kind`` before they are made there."""
+    if kind == "mysql":
+        # MySQL/MariaDB compare text with the database's default collation, usually
+        # case- and accent-insensitive (utf8mb4_general_ci): "Sweep" and "sweep" would be
+        # one experiment, "Model.pt" and "model.pt" one artifact. Binary collation compares
+        # text exactly, as SQLite and PostgreSQL do, and utf8mb4 holds any text whatever
+        # the server's default charset. (Trailing spaces still compare equal: PAD SPACE.)
+        for table in metadata.tables.values():
+            for dialect in ("mysql", "mariadb"):
+                table.dialect_kwargs[f"{dialect}_charset"] = "utf8mb4"
+                table.dialect_kwargs[f"{dialect}_collate"] = "utf8mb4_bin"
+    if kind == "sqlite":
+        # partial: a pending trial has neither a lease nor a finish, so adding a million
+        # trials writes no entry in either index
+        for index in trials.indexes:
+            if index.name in ("sweeplab_trials_lease", "sweeplab_trials_finished"):
+                last = list(index.columns)[-1].name
+                index.dialect_kwargs["sqlite_where"] = text(f"{last} IS NOT NULL")
+        tally.dialect_kwargs["sqlite_with_rowid"] = False
 
 
 def upgrade(conn: Connection, kind: str, found: int, by: str) -> None:
@@ -221,6 +217,7 @@ def upgrade(conn: Connection, kind: str, found: int, by: str) -> None:
 
 
 def _create_tally(conn: Connection) -> None:
+    _options_of("sqlite")
     sqlite_only.create_all(conn)
     _count_into_tally(conn, None)
     for trigger in _TALLY_TRIGGERS:
