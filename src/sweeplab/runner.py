@@ -234,10 +234,15 @@ class Runner:
     def _store_key(self) -> str:
         return getattr(self.store, "url_for_workers", None) or self.store.display_url
 
+    def _experiment_ids(self) -> list[int]:
+        """The experiments this runner works on: those chosen, or every one there is now."""
+        return (
+            self._chosen if self._chosen is not None else [e.id for e in self.store.experiments()]
+        )
+
     def _counts(self) -> dict[TrialStatus, int]:
-        ids = self._chosen if self._chosen is not None else [e.id for e in self.store.experiments()]
         total = dict.fromkeys(TrialStatus, 0)
-        for experiment_id in ids:
+        for experiment_id in self._experiment_ids():
             for status, n in self.store.counts(experiment_id).items():
                 total[status] += n
         return total
@@ -292,9 +297,8 @@ class Runner:
         # holding nothing now, so any trial still under this lease is a claim whose commit
         # reply was lost to a dropped connection: hand it back rather than wait on it
         self.store.release(self.lease)
-        counts = self._counts()
         # running here means held by someone else: this runner holds nothing now
-        return counts[TrialStatus.PENDING] + counts[TrialStatus.RUNNING] > 0
+        return any(self.store.unfinished(i) for i in self._experiment_ids())
 
     def _fill(self, executor: cf.Executor) -> None:
         """Keep every slot busy and one batch queued behind each."""

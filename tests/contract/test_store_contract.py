@@ -18,6 +18,8 @@ from sweeplab.errors import UnknownExperiment, UsageError
 from sweeplab.store.base import NewTrial
 from sweeplab.trial import ErrorKind, Outcome
 from tests.contract.values import (
+    DONE,
+    FAILED,
     LEASE_A,
     LEASE_B,
     PENDING,
@@ -204,6 +206,21 @@ def test_each_claim_counts_an_attempt(store, exp):
         assert store.trial(exp, c.task.id).attempts == attempt
         retry = Outcome(c.task.id, PENDING, error="E: again", error_kind=ErrorKind.EXCEPTION)
         assert store.record(LEASE_A, [retry]) == 1
+
+
+def test_an_experiment_is_unfinished_while_a_trial_is_pending_or_running(store, exp):
+    other = store.ensure_experiment("other", None, None).id
+    assert not store.unfinished(exp)  # empty
+    store.add_trials(exp, new_trials(2))
+    store.add_trials(other, new_trials(1))
+    assert store.unfinished(exp)  # pending
+    first, second = claim(store, experiment_ids=[exp])
+    assert store.record(LEASE_A, [Outcome(first.task.id, DONE)]) == 1
+    assert store.unfinished(exp)  # one running
+    failed = Outcome(second.task.id, FAILED, error="E", error_kind=ErrorKind.EXCEPTION)
+    assert store.record(LEASE_A, [failed]) == 1
+    assert not store.unfinished(exp)  # done and failed: finished, whatever the others hold
+    assert store.unfinished(other)
 
 
 def test_claim_only_from_the_given_experiments(store, exp):

@@ -174,6 +174,14 @@ class BaseStore(ABC):
     @abstractmethod
     def counts(self, experiment_id: int) -> dict[TrialStatus, int]: ...
 
+    def unfinished(self, experiment_id: int) -> bool:
+        """Whether a trial of the experiment is pending or running: what a runner that has
+        nothing to claim asks at every look. A server store answers from its index rather
+        than counting every trial, which a hundred idle workers would do at the tail of a
+        million."""
+        counts = self.counts(experiment_id)
+        return counts[TrialStatus.PENDING] + counts[TrialStatus.RUNNING] > 0
+
     @abstractmethod
     def recent_finishes(self, experiment_id: int, since: float, limit: int) -> list[float]:
         """When the latest ``limit`` trials that finished (done or failed) after ``since``

@@ -524,6 +524,13 @@ class SQLStore(BaseStore):
             row = conn.execute(q.counts_by_status, params).one()
         return {TrialStatus(status): n for status, n in zip(q.STATUSES, row)}
 
+    @_retried
+    def unfinished(self, experiment_id: int) -> bool:
+        params = {"p_experiment_id": experiment_id}
+        with self._translated("read"), self._read() as conn:
+            present = dict(zip(q.STATUSES, conn.execute(q.statuses_present, params).one()))
+        return bool(present[q.PENDING] or present[q.RUNNING])
+
     def _tallied_counts(self, experiment_id: int) -> dict[TrialStatus, int]:
         """SQLite's counts, from the tally, checked against the trials where a run's end is
         decided: a status tallied empty must have no trial, and one tallied above zero some.
