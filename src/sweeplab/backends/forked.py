@@ -1,9 +1,9 @@
 """A slot's process made by forking the ``sweeplab`` program, where that is safe.
 
 A fresh interpreter for a slot costs its start-up and the imports of everything a trial
-needs: about 0.2 s of CPU on our 2-core machine, as much again as the rest of an idle
-worker, paid by every worker that eight share two cores (benchmark W4). A fork costs a
-few milliseconds and inherits those imports. It is safe only in an interpreter that holds
+needs: about 0.17 s of CPU on our 2-core machine, a quarter of what an idle worker cost,
+paid by each of eight workers that share two cores (benchmark W4). A fork costs a few
+milliseconds and inherits those imports. It is safe only in an interpreter that holds
 nothing of the user's (no CUDA context, no open files of theirs, no user objects whose
 state the child would share), no SQLite database (``interpreter`` says why) and has no
 other thread (a lock held by one would stay held in the child forever): the ``sweeplab``

@@ -160,7 +160,6 @@ class ProcessPool(Executor):
 
     ``prestart``: start every worker now, so that they boot while the runner claims its
     first trials; forked from this process where that is safe (``backends.forked``).
-    ``fork`` decides that instead (tests).
     """
 
     def __init__(
@@ -169,7 +168,6 @@ class ProcessPool(Executor):
         slot_envs: list[dict[str, str]] | None = None,
         *,
         prestart: bool = False,
-        fork: bool | None = None,
     ) -> None:
         self._size = workers
         #: environment of each slot's process (its CUDA_VISIBLE_DEVICES, when trials want GPUs)
@@ -181,7 +179,7 @@ class ProcessPool(Executor):
         self._next_id = 0
         self._shutdown = False
         self._prestart = prestart
-        if prestart and (may_fork() if fork is None else fork):
+        if prestart and may_fork():
             # every fork before the first thread of ours: the children inherit no thread
             self._workers = [_Worker(self, slot, forked=True) for slot in range(workers)]
             self._idle = list(self._workers)
