@@ -45,16 +45,13 @@ STUDY = textwrap.dedent(
     import threading
     import time
 
-    _marks = os.environ["SWEEPLAB_TEST_MARKS"]
+    from sitecustomize import _mark  # the same marks, named study-*
 
-    def _mark(what, _open=open, _join=os.path.join, _pid=os.getpid):
-        _open(_join(_marks, f"study-{what}.{_pid()}"), "w").close()
-
-    atexit.register(_mark, "atexit")
+    atexit.register(_mark, "study-atexit")
 
     class _Held:
         def __del__(self, _mark=_mark):
-            _mark("finalized")
+            _mark("study-finalized")
 
     held = _Held()
     log = open("trials.log", "a")  # never flushed here: the process's end must do it
