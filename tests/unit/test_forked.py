@@ -2,61 +2,70 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
 from sweeplab import interpreter
-from sweeplab.backends import forked
 from sweeplab.backends.forked import ForkedProcess, may_fork
 
+MAY_FORK = """
+import threading
+from sweeplab import interpreter
+from sweeplab.backends.forked import may_fork
 
-@pytest.fixture
-def program(monkeypatch: pytest.MonkeyPatch) -> None:
-    """This interpreter as the sweeplab program would be: no user code, no SQLite."""
-    monkeypatch.setattr(interpreter, "_user_code", False)
-    monkeypatch.setattr(interpreter, "_sqlite_opened", False)
+seen = {"a user's interpreter": may_fork()}
+interpreter.started_as_program()
+seen["the program"] = may_fork()
+interpreter.note_user_code()  # a user's objects, CUDA context or files may be here now
+seen["after user code"] = may_fork()
+interpreter._user_code = False
+interpreter.note_sqlite_opened()  # SQLite's locks are the process's
+seen["with SQLite open"] = may_fork()
+interpreter._sqlite_opened = False
+stop = threading.Event()
+other = threading.Thread(target=stop.wait)
+other.start()
+seen["with another thread"] = may_fork()  # a lock it holds would stay held in the child
+stop.set()
+other.join()
+seen["alone again"] = may_fork()
+answers = []
+thread = threading.Thread(target=lambda: answers.append(may_fork()))
+thread.start()
+thread.join()
+seen["asked from another thread"] = answers[0]
+print(seen)
+"""
 
 
-@pytest.mark.skipif(os.name != "posix" or not os.path.isdir("/proc/self"), reason="Linux")
-def test_only_the_program_alone_on_its_main_thread_may_fork(program, monkeypatch):
-    if threading.active_count() > 1:
-        pytest.skip("a plugin runs a thread in this test process")
-    assert may_fork()
-
-    monkeypatch.setattr(interpreter, "_user_code", True)
-    assert not may_fork()  # a user's objects, CUDA context or files may be here
-    monkeypatch.setattr(interpreter, "_user_code", False)
-
-    interpreter.note_sqlite_opened()  # SQLite's locks are the process's
-    assert not may_fork()
-    monkeypatch.setattr(interpreter, "_sqlite_opened", False)
-
-    stop = threading.Event()
-    other = threading.Thread(target=stop.wait)
-    other.start()
-    try:
-        assert not may_fork()  # a lock it holds would stay held in the child
-    finally:
-        stop.set()
-        other.join()
-    assert may_fork()
-
-    answers: list[bool] = []
-    thread = threading.Thread(target=lambda: answers.append(may_fork()))
-    thread.start()
-    thread.join()
-    assert answers == [False]  # never from another thread than the main one
+@pytest.mark.skipif(sys.platform != "linux", reason="the fork is Linux's only")
+def test_only_the_program_alone_on_its_main_thread_may_fork():
+    # in a fresh interpreter: pytest's own may run threads
+    out = subprocess.run(
+        [sys.executable, "-c", MAY_FORK], capture_output=True, text=True, check=True
+    ).stdout
+    assert ast.literal_eval(out) == {
+        "a user's interpreter": False,
+        "the program": True,
+        "after user code": False,
+        "with SQLite open": False,
+        "with another thread": False,
+        "alone again": True,
+        "asked from another thread": False,
+    }
 
 
 def test_a_library_user_never_forks():
     # in a user's own interpreter (this one, as pytest runs it) nothing says otherwise
     assert interpreter.user_code_loaded()
-    assert not forked.may_fork()
+    assert not may_fork()
 
 
 def _child(code: str) -> ForkedProcess:
