@@ -159,6 +159,13 @@ def inserts_from_json(kind: str) -> bool:
     return kind == "postgresql" or (kind == "sqlite" and sqlite3.sqlite_version_info >= (3, 38))
 
 
+def driver_executes_many_at_once(dialect: Any) -> bool:
+    """Whether the driver's own executemany sends many rows at once: SQLite's (in-process),
+    psycopg 3's (pipelined) and PyMySQL's (one multi-row INSERT); psycopg2's makes a round
+    trip a row."""
+    return dialect.driver != "psycopg2"
+
+
 def keeps_tally(kind: str) -> bool:
     """SQLite keeps each experiment's counts per status (``schema.tally`` says why)."""
     return kind == "sqlite"

@@ -72,10 +72,16 @@ ADDED_TRIAL = (
 
 
 @cache
-def add_trials_from_json():
-    """SQLite: insert every pending trial of a JSON array of ``[point_key, params, repetition,
-    seed]`` unless present. One statement a chunk, during which SQLite holds no GIL, so the
+def add_trials_from_json(kind: str):
+    """Insert every pending trial of a JSON array of ``[point_key, params, repetition, seed]``
+    unless present: one statement a chunk, during which the database holds no GIL, so the
     next chunk is built meanwhile (``pipeline.built_ahead``)."""
+    if kind == "postgresql":
+        return _add_trials_from_json_postgresql()
+    return _add_trials_from_json_sqlite()
+
+
+def _add_trials_from_json_sqlite():
     from sqlalchemy.dialects.sqlite import insert
 
     rows = func.json_each(bindparam("b_rows")).table_valued("value").alias("r")
@@ -97,10 +103,8 @@ def add_trials_from_json():
     return insert(trials).from_select(columns, new_trials).on_conflict_do_nothing()
 
 
-@cache
-def add_trials_from_json_postgresql():
-    """PostgreSQL: ``add_trials_from_json`` with ``json_array_elements``. One statement a
-    chunk, where psycopg2's executemany would make one round trip a trial."""
+def _add_trials_from_json_postgresql():
+    # json_array_elements: where psycopg2's executemany would make a round trip a trial
     from sqlalchemy.dialects.postgresql import insert
 
     rows = func.json_array_elements(bindparam("b_rows", type_=Text).cast(JSON))

@@ -299,19 +299,16 @@ class SQLStore(BaseStore):
         # Chunks are built on a thread while the previous one is written (pipeline.py).
         added = 0
         with self._translated("add trials to"), self._write() as conn:
+            if self.kind != "sqlite":  # one writer at a time there anyway
+                # adders of one experiment take turns (``lock_experiment`` says why)
+                conn.execute(q.lock_experiment, {"p_experiment_id": experiment_id})
             if dialects.inserts_from_json(self.kind):
-                if self.kind == "postgresql":
-                    # adders of one experiment take turns (``lock_experiment`` says why)
-                    conn.execute(q.lock_experiment, {"p_experiment_id": experiment_id})
-                    stmt = q.add_trials_from_json_postgresql()
-                else:
-                    stmt = q.add_trials_from_json()
+                stmt = q.add_trials_from_json(self.kind)
                 for rows_json in built_ahead(trials_, ADD_CHUNK, _as_json):
                     params = {"b_experiment_id": experiment_id, "b_rows": rows_json}
                     added += conn.execute(stmt, {**params, "b_now": time.time()}).rowcount
                 self._tally_added(conn, experiment_id, added)
                 return added
-            conn.execute(q.lock_experiment, {"p_experiment_id": experiment_id})
 
             def as_rows(chunk: list[NewTrial]) -> list[tuple]:
                 now = time.time()  # in the order of q.ADDED_TRIAL: a tuple a trial, no dict
@@ -433,10 +430,10 @@ class SQLStore(BaseStore):
     def _executemany(self, conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> int:
         """executemany straight through the driver: the statement is compiled once by
         SQLAlchemy, and the rows skip its per-row parameter processing, which costs more
-        than SQLite's own insert. Our values need none (no custom types). Not psycopg2's,
-        which makes one round trip a row: SQLAlchemy's own executemany sends it many rows
-        to a statement."""
-        if self.engine.dialect.driver == "psycopg2":
+        than SQLite's own insert. Our values need none (no custom types). Where the driver's
+        executemany is a round trip a row (psycopg2), SQLAlchemy's own, which sends many
+        rows to a statement."""
+        if not dialects.driver_executes_many_at_once(self.engine.dialect):
             return conn.execute(stmt, rows).rowcount
         keys = tuple(rows[0])
         compiled = self._compiled.get((stmt, keys))
