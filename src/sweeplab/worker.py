@@ -9,7 +9,7 @@ them. The functions are found from what the experiments recorded when trials wer
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from sweeplab.backends import Backend, make_backend
 from sweeplab.runner import Progress, Runner, RunReport, check_run_options
@@ -21,6 +21,7 @@ def work(
     workers: int | None = None,
     *,
     backend: str | Backend = "processes",
+    resources: Mapping[str, float] | None = None,
     experiments: Sequence[str] | None = None,
     max_trials: int | None = None,
     timeout: float | None = None,
@@ -35,12 +36,15 @@ def work(
     Returns when nothing is pending and no other worker still runs trials that could come
     back, or with ``wait=True`` keeps polling every ``poll`` seconds for new trials.
     ``max_trials`` stops after that many (PyExperimenter's ``max_experiments``).
+    ``resources`` is what each trial needs, e.g. ``{"gpus": 1}``: on the processes backend
+    each slot's process gets its own GPUs (a worker cannot know what an experiment was
+    given in another process, so it is told here).
     Ctrl-C or SIGTERM: stop taking trials, record the finished ones, hand back the rest.
     """
     from sweeplab.experiments import RunInterrupted
 
     check_run_options(timeout, retries, max_trials, lease)
-    backend_obj = make_backend(backend, workers)
+    backend_obj = make_backend(backend, workers, **({"resources": resources} if resources else {}))
     store_obj = open_store(store, create=False)
     records = None if experiments is None else [store_obj.experiment(n) for n in experiments]
     runner = Runner(

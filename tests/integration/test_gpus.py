@@ -9,6 +9,9 @@ once, an ``nvidia-smi`` on PATH).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 from collections import defaultdict
 from collections.abc import Iterator
@@ -253,3 +256,31 @@ def test_ray_refuses_gpu_trials_on_a_cluster_without_gpus(
 def test_a_refused_ray_run_leaves_nothing_behind(ray_without_gpus: dict[str, Any]) -> None:
     assert not ray_without_gpus["ray_running"], "the Ray the backend started is still running"
     assert ray_without_gpus["workers"] == [], "the run is still registered as a worker"
+
+
+@pytest.mark.parametrize("kind", ["postgres", "sqlite"])  # forked trial processes, fresh ones
+def test_a_worker_told_the_resources_gives_each_slot_its_own_gpu(kind, request, tmp_path):
+    url = request.getfixturevalue(f"{kind}_url")
+    (tmp_path / "gpu_study.py").write_text(STUDY)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0,1"}
+    cli = [sys.executable, "-m", "sweeplab"]
+    add = [*cli, "add", "gpu_study.py:on_gpu", "i=range(0,6)", "--store", url]
+    subprocess.run(add, env=env, cwd=tmp_path, check=True, capture_output=True)
+    worker = [*cli, "worker", "-j", "2", "--resources", "gpus=1", "--store", url, "--no-progress"]
+    done = subprocess.run(worker, env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    spans: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for row in sl.Experiment.open("on_gpu", store=url).results().to_dict("records"):
+        spans[row["devices"]].append((row["start"], row["end"]))
+    assert sorted(spans) == ["0", "1"], f"each trial sees one device: {sorted(spans)}"
+    assert max(most_at_once(s) for s in spans.values()) == 1
+
+
+def test_a_worker_on_threads_cannot_give_out_gpus(tmp_path):
+    cli = [sys.executable, "-m", "sweeplab", "worker", "--threads", "--resources", "gpus=1"]
+    store = ["--store", f"sqlite:///{tmp_path / 'none.db'}"]
+    refused = subprocess.run([*cli, *store], cwd=tmp_path, capture_output=True, text=True)
+    assert refused.returncode != 0
+    assert "backend 'threads' does not take resources" in refused.stderr
+    assert not (tmp_path / "none.db").exists()

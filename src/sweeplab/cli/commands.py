@@ -114,9 +114,7 @@ def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
 
     options: dict[str, Any] = {}
     if args.resources:
-        options["resources"] = {
-            key: value[0] for key, value in (parse_override(r) for r in _split_csv(args.resources))
-        }
+        options["resources"] = _resources(args.resources)
     if args.address:
         options["address"] = args.address
     if args.threads_per_worker:
@@ -125,6 +123,13 @@ def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
         key, values = parse_override(option)
         options[key] = values[0] if len(values) == 1 else values
     return options
+
+
+def _resources(text: str) -> dict[str, Any]:
+    """``cpus=2,gpus=0.5`` as {"cpus": 2, "gpus": 0.5}."""
+    from sweeplab.cli.overrides import parse_override
+
+    return {key: value[0] for key, value in (parse_override(r) for r in _split_csv(text))}
 
 
 def _split_csv(text: str) -> list[str]:
@@ -149,6 +154,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             args.store,
             args.workers,
             backend="threads" if args.threads else "processes",
+            resources=_resources(args.resources) if args.resources else None,
             experiments=args.experiments,
             max_trials=args.max_trials,
             timeout=args.timeout,

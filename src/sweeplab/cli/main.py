@@ -54,6 +54,14 @@ def _execution_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress display")
 
 
+def _resources_option(parser: argparse.ArgumentParser, where: str) -> None:
+    parser.add_argument(
+        "--resources",
+        metavar="cpus=N,gpus=G",
+        help=f"what each trial needs, e.g. gpus=0.5 ({where})",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from sweeplab import __version__
     from sweeplab.backends import BACKENDS
@@ -81,11 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         if verb == "run":
             p.add_argument("--backend", default="serial", help=f"one of {', '.join(BACKENDS)}")
             _execution_options(p)
-            p.add_argument(
-                "--resources",
-                metavar="cpus=N,gpus=G",
-                help="what each trial needs, e.g. gpus=0.5 (processes, ray, slurm)",
-            )
+            _resources_option(p, "processes, ray, slurm")
             p.add_argument("--address", help="an existing Dask scheduler or Ray cluster")
             p.add_argument(
                 "--threads-per-worker",
@@ -119,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     _store_option(p)
     _execution_options(p)
     p.add_argument("--threads", action="store_true", help="run trials on threads, not processes")
+    _resources_option(p, "each slot's process gets its own GPUs")
     p.add_argument(
         "-e",
         "--experiment",
