@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{workers} worker(s): {line}; {before / now:.2f}x")
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO)
+            postgres.drop(admin, DATABASE)
 
 
 def _drain(python: Path, src: Path, admin: str, workers: int, cwd: Path) -> float:

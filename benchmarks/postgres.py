@@ -12,8 +12,11 @@ def unavailable(admin: str) -> str | None:
     """Why the server cannot be used, or None."""
     try:
         engine = sa.create_engine(admin, connect_args={"connect_timeout": 5})
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        finally:
+            engine.dispose()
     except ImportError as exc:
         return f"no PostgreSQL driver ({exc}): pip install -e '.[postgres]'"
     except sa.exc.SQLAlchemyError as exc:

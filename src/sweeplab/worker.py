@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from sweeplab.backends import Backend, make_backend
+from sweeplab.errors import UsageError
 from sweeplab.runner import Progress, Runner, RunReport, check_run_options
 from sweeplab.store import BaseStore, open_store
 
@@ -44,6 +45,11 @@ def work(
     from sweeplab.experiments import RunInterrupted
 
     check_run_options(timeout, retries, max_trials, lease)
+    if resources and not isinstance(backend, str):
+        raise UsageError(
+            f"resources={dict(resources)!r} with a backend already made: give them to it, "
+            "e.g. ProcessesBackend(resources=...)"
+        )
     backend_obj = make_backend(backend, workers, **({"resources": resources} if resources else {}))
     store_obj = open_store(store, create=False)
     records = None if experiments is None else [store_obj.experiment(n) for n in experiments]

@@ -284,3 +284,10 @@ def test_a_worker_on_threads_cannot_give_out_gpus(tmp_path):
     assert refused.returncode != 0
     assert "backend 'threads' does not take resources" in refused.stderr
     assert not (tmp_path / "none.db").exists()
+
+
+def test_resources_for_a_backend_already_made_are_refused(tmp_path):
+    store = f"sqlite:///{tmp_path / 'none.db'}"
+    with pytest.raises(sl.errors.UsageError, match="give them to it"):
+        sl.work(store, backend=ProcessesBackend(1), resources={"gpus": 1})
+    assert not (tmp_path / "none.db").exists()  # refused before the store is opened

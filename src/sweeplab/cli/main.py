@@ -215,9 +215,8 @@ def entry() -> None:
     where that is safe.
 
     A worker's interpreter holds SQLAlchemy and a database driver; freeing them object by
-    object at exit costs it about 80 ms of CPU, a fifth of all a worker costs besides its
-    trials, paid eight times over when eight workers share two cores (benchmark W4). When
-    no user code was imported or unpickled here (a
+    object at exit costs it about 80 ms of CPU, paid eight times over when eight workers
+    share two cores (benchmark W4). When no user code was imported or unpickled here (a
     worker whose trials ran in its own processes, ``status``, ``results``) and no thread of
     ours is left, the exit runs the atexit handlers and flushes the streams, as any exit
     does, and ends there: what it skips finalizes no user object. ``main`` itself raises
