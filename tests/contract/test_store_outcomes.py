@@ -190,9 +190,9 @@ def test_an_outcome_is_recorded_once_without_metrics_too(store, exp):
 
 def test_a_batch_larger_than_one_statement_takes_is_recorded_whole(store, exp, monkeypatch):
     # server stores write a batch as JSON, split where it would outgrow one statement
-    from sweeplab.store.sql import store as sql_store
+    from sweeplab.store.sql import records
 
-    monkeypatch.setattr(sql_store, "JSON_CHUNK_BYTES", 5_000)
+    monkeypatch.setattr(records, "JSON_CHUNK_BYTES", 5_000)
     store.add_trials(exp, new_trials(12))
     ids = claimed_ids(claim(store, limit=12))
     big = [Outcome(i, DONE, result_json=json.dumps({"text": "é" * 1_500, "i": i})) for i in ids]

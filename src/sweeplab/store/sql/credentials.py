@@ -15,33 +15,45 @@ from __future__ import annotations
 import configparser
 import os
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy.engine import URL
+from typing import TYPE_CHECKING, Any
 
 from sweeplab.errors import StoreError
+
+if TYPE_CHECKING:  # a worker's PostgreSQL store reads credentials without SQLAlchemy
+    from sqlalchemy.engine import URL
 
 DEFAULT_FILE = Path("~/.config/sweeplab/credentials.ini")
 
 
 def with_credentials(url: URL) -> URL:
     """``url`` with user, password and port filled in from the sources above."""
-    if url.get_backend_name() == "sqlite" or url.password:
+    if url.get_backend_name() == "sqlite":
         return url
+    updates = missing_credentials(url.host, url.username, url.password, url.port)
+    return url.set(**updates) if updates else url
+
+
+def missing_credentials(
+    host: str | None, username: str | None, password: str | None, port: int | None
+) -> dict[str, Any]:
+    """What the sources above add to a server URL's parts: ``password``, and from a file
+    also ``username`` and ``port`` where the URL has none (the keys of ``URL.set``)."""
+    if password:
+        return {}
     env_password = os.environ.get("SWEEPLAB_DB_PASSWORD")
     if env_password:
-        return url.set(password=env_password)
-    section = _file_section(url)
+        return {"password": env_password}
+    section = _file_section(host, username)
     if section is None:
-        return url
+        return {}
     updates: dict[str, Any] = {}
     if section.get("password"):
         updates["password"] = section["password"]
-    if section.get("user") and not url.username:
+    if section.get("user") and not username:
         updates["username"] = section["user"]
-    if section.get("port") and not url.port:
+    if section.get("port") and not port:
         updates["port"] = int(section["port"])
-    return url.set(**updates) if updates else url
+    return updates
 
 
 def driver_options(url: URL) -> dict[str, Any]:
@@ -53,7 +65,7 @@ def driver_options(url: URL) -> dict[str, Any]:
     return {}
 
 
-def _file_section(url: URL) -> dict[str, str] | None:
+def _file_section(host: str | None, username: str | None) -> dict[str, str] | None:
     named = os.environ.get("SWEEPLAB_CREDENTIALS")
     path = Path(named).expanduser() if named else DEFAULT_FILE.expanduser()
     if not path.is_file():
@@ -68,8 +80,8 @@ def _file_section(url: URL) -> dict[str, str] | None:
             f"cannot read credentials file {path}: {type(exc).__name__} at line "
             f"{getattr(exc, 'lineno', '?')}; write [host] sections with password = ..."
         ) from None  # the parser's message may quote a password
-    host = url.host or "localhost"
-    for name in (f"{url.username}@{host}" if url.username else None, host, "default"):
+    host = host or "localhost"
+    for name in (f"{username}@{host}" if username else None, host, "default"):
         if name and parser.has_section(name):
             return dict(parser.items(name))
     return None

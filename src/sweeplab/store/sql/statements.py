@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 
 from sweeplab.store.base import LOST_ALLOWANCE
-from sweeplab.store.sql import dialects
+from sweeplab.store.sql import dialects, records
 from sweeplab.store.sql.schema import (
     checkpoints,
     experiments,
@@ -407,6 +407,14 @@ trial_is_held = select(trials.c.id).where(trials.c.id == bindparam("p_trial_id")
 checkpoint_of_trial = select(checkpoints.c.data).where(
     checkpoints.c.trial_id == bindparam("p_trial_id")
 )
+
+@cache
+def register_worker(kind: str):
+    """Register a worker, or refresh it: a registration retried after its reply was lost
+    must not fail."""
+    values = {name: bindparam(name) for name in records.WORKER_COLUMNS}
+    return dialects.upsert(kind, workers, ["owner"], values)
+
 
 delete_worker = delete(workers).where(workers.c.owner == bindparam("p_owner"))
 all_workers = select(workers).order_by(workers.c.heartbeat_at.desc())

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import operator
 import os
-import re
 import sqlite3
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, inspect, select
 from sqlalchemy.engine import URL
@@ -40,10 +38,11 @@ from sweeplab.store.base import (
     NewTrial,
     WorkerRecord,
 )
-from sweeplab.store.sql import dialects, schema, sqlite_file
+from sweeplab.store.sql import dialects, records, schema, sqlite_file
 from sweeplab.store.sql import statements as q
 from sweeplab.store.sql.credentials import driver_options, with_credentials
 from sweeplab.store.sql.pipeline import built_ahead
+from sweeplab.store.sql.retries import open_with_retries, retried, scrubbed
 from sweeplab.store.sql.schema import (
     SCHEMA_VERSION,
     artifacts,
@@ -51,62 +50,14 @@ from sweeplab.store.sql.schema import (
     experiments,
     meta,
     trials,
-    workers,
 )
-from sweeplab.trial import Outcome, TrialColumns, TrialRecord, TrialStatus, TrialTask
+from sweeplab.trial import Outcome, TrialColumns, TrialRecord, TrialStatus
 
 ADD_CHUNK = 5000
 ID_CHUNK = 900  # below SQLite's oldest limit on bound variables
 
 
-#: how long a server store keeps retrying a dropped connection (a restart, a failover)
-RETRY_FOR_S = float(os.environ.get("SWEEPLAB_DB_RETRY_S", "300"))
-
-#: how long opening a server store waits for a server that is restarting
-OPEN_RETRY_S = float(os.environ.get("SWEEPLAB_DB_OPEN_RETRY_S", "30"))
-#: and how long it waits when the connection is refused (a restart, or no server at all)
-REFUSED_RETRY_S = 5.0
-_REFUSED = re.compile(r"Connection refused|Can't connect", re.IGNORECASE)
-_RESTARTING = re.compile(
-    r"shutting down|starting up|in recovery mode|server closed the connection"
-    r"|Lost connection|terminating connection|Connection refused|Can't connect",
-    re.IGNORECASE,
-)
-
 log = logging.getLogger("sweeplab.store")
-
-_Method = TypeVar("_Method", bound=Callable[..., Any])
-
-
-def _retried(method: _Method) -> _Method:
-    """Retry a store operation while a server database is unreachable.
-
-    Every operation but ``add_trials`` (whose input can be read only once; adding again
-    is idempotent) is retried. Safe because each is one transaction that committed or not,
-    and each is idempotent or fenced: recording an outcome twice records it once, and a
-    claim whose commit was lost leaves trials under this lease that the runner hands
-    back when it finds itself holding trials it does not know.
-    """
-
-    @functools.wraps(method)
-    def wrapper(self: SQLStore, *args: Any, **kwargs: Any) -> Any:
-        delay, deadline = 0.1, None
-        while True:
-            try:
-                return method(self, *args, **kwargs)
-            except StoreError as exc:
-                if self.kind == "sqlite" or not _transient(exc.__cause__):
-                    raise
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + RETRY_FOR_S
-                    log.warning("%s; retrying for up to %.0f s", exc, RETRY_FOR_S)
-                if now >= deadline:
-                    raise StoreError(f"{exc} (gave up after {RETRY_FOR_S:.0f} s)") from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _transient(exc: BaseException | None) -> bool:
@@ -143,26 +94,14 @@ class SQLStore(BaseStore):
 
     # -- opening -------------------------------------------------------------------
     def _open_with_retries(self, create: bool) -> None:
-        """Open, waiting out a server that is restarting; any other error is final at once
-        (a wrong password or host must not hang the command line)."""
-        deadline = time.monotonic() + OPEN_RETRY_S
-        refused_deadline = time.monotonic() + REFUSED_RETRY_S
-        delay = 0.2
-        while True:
-            try:
-                with self._translated("open"):
-                    self._open_schema(create)
-                return
-            except StoreError as exc:
-                cause = str(exc.__cause__)
-                if self.kind == "sqlite" or not _RESTARTING.search(cause):
-                    raise
-                if _REFUSED.search(cause) and time.monotonic() + delay > refused_deadline:
-                    raise  # most likely no server at all: say so soon
-                if time.monotonic() + delay > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        def open_once() -> None:
+            with self._translated("open"):
+                self._open_schema(create)
+
+        if self.kind == "sqlite":
+            open_once()
+        else:
+            open_with_retries(open_once)
 
     def _open_schema(self, create: bool) -> None:
         with self.engine.connect() as conn:
@@ -246,15 +185,16 @@ class SQLStore(BaseStore):
             ) from exc
 
     def _scrub(self, exc: BaseException | None) -> str:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        password = self.url.password
-        return message.replace(password, "***") if password else message
+        return scrubbed(exc, self.url.password)
+
+    def _transient(self, cause: BaseException | None) -> bool:
+        return self.kind != "sqlite" and _transient(cause)
 
     def close(self) -> None:
         self._dispose()
 
     # -- experiments ---------------------------------------------------------------
-    @_retried
+    @retried
     def ensure_experiment(
         self, name: str, target: str | None, function_pickle: bytes | None
     ) -> ExperimentRecord:
@@ -276,7 +216,7 @@ class SQLStore(BaseStore):
                 )
             return ExperimentRecord(row.id, name, target, function_pickle, row.created_at)
 
-    @_retried
+    @retried
     def experiment(self, name: str) -> ExperimentRecord:
         with self._translated("read"), self._read() as conn:
             row = conn.execute(q.experiment_by_name, {"p_name": name}).one_or_none()
@@ -286,12 +226,12 @@ class SQLStore(BaseStore):
                     f"store {self.display_url} has no experiment {name!r}: "
                     + (f"it has {', '.join(map(repr, names))}" if names else "it is empty")
                 )
-        return _experiment(row)
+        return records.experiment(row)
 
-    @_retried
+    @retried
     def experiments(self) -> list[ExperimentRecord]:
         with self._translated("read"), self._read() as conn:
-            return [_experiment(r) for r in conn.execute(q.all_experiments)]
+            return [records.experiment(r) for r in conn.execute(q.all_experiments)]
 
     # -- trials --------------------------------------------------------------------
     def add_trials(self, experiment_id: int, trials_: Iterable[NewTrial]) -> int:
@@ -328,7 +268,7 @@ class SQLStore(BaseStore):
         if dialects.keeps_tally(self.kind) and added:
             conn.execute(q.tally_added(), {"b_experiment_id": experiment_id, "b_added": added})
 
-    @_retried
+    @retried
     def claim(
         self,
         lease: Lease,
@@ -362,13 +302,9 @@ class SQLStore(BaseStore):
                         q.claim_update(self.kind), {**params, "p_ids": [r[0] for r in rows]}
                     )
                 attempts = [r[5] + 1 for r in rows]
-        params_of = loads_each([r[2] for r in rows])
-        return [
-            ClaimedTrial(r[1], TrialTask(r[0], p, r[3], r[4], a))
-            for r, p, a in zip(rows, params_of, attempts)
-        ]
+        return records.claimed(rows, attempts)
 
-    @_retried
+    @retried
     def record(self, lease: Lease, outcomes: Sequence[Outcome]) -> int:
         if not outcomes:
             return 0
@@ -413,19 +349,16 @@ class SQLStore(BaseStore):
         were written."""
         owner = None if fence is None else fence.owner
         if dialects.updates_from_json(self.kind, conn.dialect):
-            # one row per trial, the first: in UPDATE ... FROM, which of two would win is
-            # not defined, where one after the other the second finds the trial recorded
-            first = {o.trial_id: o for o in reversed(outcomes)}
             stmt = q.record_outcomes_from_json(self.kind, fenced=owner is not None)
             written = 0
-            for chunk in _by_size([_outcome_params(o) for o in first.values()]):
+            for chunk in records.by_size(records.first_outcomes(outcomes)):
                 params: dict[str, Any] = {"b_outcomes": chunk}
                 if owner is not None:
                     params["b_owner"] = owner
                 written += conn.execute(stmt, params).rowcount
             return written
         stmt = q.record_outcome if owner is None else q.record_fenced_outcome
-        return self._executemany(conn, stmt, [_outcome_params(o, owner) for o in outcomes])
+        return self._executemany(conn, stmt, [records.outcome_params(o, owner) for o in outcomes])
 
     def _executemany(self, conn: Connection, stmt: Any, rows: list[dict[str, Any]]) -> int:
         """executemany straight through the driver: the statement is compiled once by
@@ -474,7 +407,7 @@ class SQLStore(BaseStore):
             stmt = stmt.with_for_update()
         return dict(conn.execute(stmt, {"p_ids": ids, "p_owner": lease.owner}).all())
 
-    @_retried
+    @retried
     def release(self, lease: Lease, trial_ids: Sequence[int] | None = None) -> int:
         with self._translated("release trials in"), self._write() as conn:
             if trial_ids is None:
@@ -487,7 +420,7 @@ class SQLStore(BaseStore):
                 ).rowcount
             return released
 
-    @_retried
+    @retried
     def heartbeat(self, lease: Lease, lease_s: float) -> int:
         with self._translated("heartbeat in"), self._write() as conn:
             conn.execute(q.heartbeat_worker(self.kind), {"p_owner": lease.owner})
@@ -495,24 +428,21 @@ class SQLStore(BaseStore):
                 q.heartbeat_trials(self.kind), {"p_owner": lease.owner, "p_lease_s": lease_s}
             ).rowcount
 
-    @_retried
+    @retried
     def reclaim(self, host: str, is_alive: Callable[[int], bool]) -> int:
         with self._translated("reclaim trials in"), self._write() as conn:
             holders = conn.execute(q.running_holders(self.kind)).all()
             registered = conn.execute(q.registered_workers(self.kind)).all()
-            local = {pid for h, pid, _ in [*holders, *registered] if h == host}
-            dead = [p for p in local if p is not None and not is_alive(p)]
-            params = {"p_host": host, "p_dead_pids": dead}
+            lost = records.Lost(holders, registered, host, is_alive)
             failed = requeued = 0
-            # most of the time nobody is dead or late: two reads, and no write at all
-            if dead or any(expired for *_, expired in holders):
-                failed = conn.execute(q.fail_lost(self.kind), params).rowcount
-                requeued = conn.execute(q.requeue_lost(self.kind), params).rowcount
-            if dead or any(silent for *_, silent in registered):
-                conn.execute(q.forget_dead_workers(self.kind), params)
+            if lost.trials:
+                failed = conn.execute(q.fail_lost(self.kind), lost.params).rowcount
+                requeued = conn.execute(q.requeue_lost(self.kind), lost.params).rowcount
+            if lost.workers:
+                conn.execute(q.forget_dead_workers(self.kind), lost.params)
         return failed + requeued
 
-    @_retried
+    @retried
     def counts(self, experiment_id: int) -> dict[TrialStatus, int]:
         if dialects.keeps_tally(self.kind):
             return self._tallied_counts(experiment_id)
@@ -521,7 +451,7 @@ class SQLStore(BaseStore):
             row = conn.execute(q.counts_by_status, params).one()
         return {TrialStatus(status): n for status, n in zip(q.STATUSES, row)}
 
-    @_retried
+    @retried
     def unfinished(self, experiment_id: int) -> bool:
         params = {"p_experiment_id": experiment_id}
         with self._translated("read"), self._read() as conn:
@@ -546,13 +476,13 @@ class SQLStore(BaseStore):
             tallied = dict(conn.execute(q.tally_of_experiment, params).all())
         return {TrialStatus(s): tallied.get(s, 0) for s in q.STATUSES}
 
-    @_retried
+    @retried
     def recent_finishes(self, experiment_id: int, since: float, limit: int) -> list[float]:
         params = {"p_experiment_id": experiment_id, "p_since": since, "p_limit": limit}
         with self._translated("read"), self._read() as conn:
             return list(conn.execute(q.recent_finishes, params).scalars())
 
-    @_retried
+    @retried
     def trials(
         self, experiment_id: int, statuses: Sequence[TrialStatus] | None = None
     ) -> list[TrialRecord]:
@@ -565,7 +495,7 @@ class SQLStore(BaseStore):
             ).scalar_one()
             return [_trial(name, r) for r in conn.execute(query.order_by(trials.c.id))]
 
-    @_retried
+    @retried
     def trial_columns(
         self, experiment_id: int, statuses: Sequence[TrialStatus] | None = None
     ) -> TrialColumns:
@@ -585,7 +515,7 @@ class SQLStore(BaseStore):
         columns["result"] = loads_each(columns["result"])
         return TrialColumns(**columns)
 
-    @_retried
+    @retried
     def trial(self, experiment_id: int, trial_id: int) -> TrialRecord | None:
         with self._translated("read"), self._read() as conn:
             name = conn.execute(
@@ -596,7 +526,7 @@ class SQLStore(BaseStore):
             ).one_or_none()
         return None if row is None else _trial(name, row)
 
-    @_retried
+    @retried
     def reset(self, experiment_id: int, statuses: Sequence[TrialStatus]) -> int:
         with self._translated("reset trials in"), self._write() as conn:
             return conn.execute(
@@ -604,33 +534,33 @@ class SQLStore(BaseStore):
                 {"p_experiment_id": experiment_id, "p_statuses": [str(s) for s in statuses]},
             ).rowcount
 
-    @_retried
+    @retried
     def metrics(self, experiment_id: int) -> list[MetricRecord]:
         with self._translated("read"), self._read() as conn:
             rows = conn.execute(q.metrics_of_experiment, {"p_experiment_id": experiment_id})
             return [MetricRecord(*r) for r in rows]
 
     # -- trial sink ----------------------------------------------------------------
-    @_retried
+    @retried
     def save_checkpoint(self, trial_id: int, owner: str, data: bytes) -> None:
         with self._translated("checkpoint to"), self._write() as conn:
             self._require_held(conn, trial_id, owner)
             values = {"trial_id": trial_id, "data": data, "updated_at": time.time()}
             conn.execute(dialects.upsert(self.kind, checkpoints, ["trial_id"], values))
 
-    @_retried
+    @retried
     def load_checkpoint(self, trial_id: int) -> bytes | None:
         with self._translated("read"), self._read() as conn:
             return conn.execute(q.checkpoint_of_trial, {"p_trial_id": trial_id}).scalar()
 
-    @_retried
+    @retried
     def save_artifact(self, trial_id: int, owner: str, name: str, data: bytes) -> None:
         with self._translated("save an artifact to"), self._write() as conn:
             self._require_held(conn, trial_id, owner)
             values = {"trial_id": trial_id, "name": name, "data": data, "created_at": time.time()}
             conn.execute(dialects.upsert(self.kind, artifacts, ["trial_id", "name"], values))
 
-    @_retried
+    @retried
     def artifacts(self, trial_id: int) -> dict[str, bytes]:
         query = select(artifacts.c.name, artifacts.c.data).where(artifacts.c.trial_id == trial_id)
         with self._translated("read"), self._read() as conn:
@@ -647,55 +577,22 @@ class SQLStore(BaseStore):
             )
 
     # -- workers -------------------------------------------------------------------
-    @_retried
+    @retried
     def register_worker(self, lease: Lease, slots: int, backend: str) -> None:
-        now = time.time()
-        values = {
-            "owner": lease.owner,
-            "host": lease.host,
-            "pid": lease.pid,
-            "slots": slots,
-            "backend": backend,
-            "started_at": now,
-            "heartbeat_at": now,
-        }
+        values = records.worker(lease, slots, backend)
         with self._translated("register a worker in"), self._write() as conn:
-            # an upsert: a registration retried after its reply was lost must not fail
-            conn.execute(dialects.upsert(self.kind, workers, ["owner"], values))
+            conn.execute(q.register_worker(self.kind), values)
             conn.execute(q.heartbeat_worker(self.kind), {"p_owner": lease.owner})
 
-    @_retried
+    @retried
     def unregister_worker(self, lease: Lease) -> None:
         with self._translated("unregister a worker from"), self._write() as conn:
             conn.execute(q.delete_worker, {"p_owner": lease.owner})
 
-    @_retried
+    @retried
     def workers(self) -> list[WorkerRecord]:
         with self._translated("read"), self._read() as conn:
             return [WorkerRecord(*r) for r in conn.execute(q.all_workers)]
-
-
-_STATUS_TEXT = {status: status.value for status in TrialStatus}
-
-
-#: how much outcome text goes into one JSON statement: well under the 16 MiB that MariaDB
-#: takes in one packet by default (max_allowed_packet), where one row each never came near
-JSON_CHUNK_BYTES = 4 << 20
-
-
-def _by_size(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """Outcome rows in runs of about JSON_CHUNK_BYTES of text each (one row at least)."""
-    chunk: list[dict[str, Any]] = []
-    size = 0
-    for row in rows:
-        grows = 200 + sum(len(row[k] or "") for k in ("b_result", "b_error", "b_traceback"))
-        if chunk and size + grows > JSON_CHUNK_BYTES:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(row)
-        size += grows
-    if chunk:
-        yield chunk
 
 
 def _dispose_in(pid: int, engine: Engine) -> None:
@@ -708,29 +605,6 @@ def _dispose_in(pid: int, engine: Engine) -> None:
 def _as_json(chunk: list[NewTrial]) -> str:
     """A chunk of trials as ``add_trials_from_json`` reads it: an array of 4-arrays."""
     return json.dumps(chunk, separators=(",", ":"))
-
-
-def _outcome_params(o: Outcome, owner: str | None = None) -> dict[str, Any]:
-    """The binds of record_outcome, and with ``owner`` those of record_fenced_outcome."""
-    params = {
-        "b_id": o.trial_id,
-        "b_status": _STATUS_TEXT[o.status],
-        "b_result": o.result_json,
-        "b_error": o.error,
-        "b_error_kind": None if o.error_kind is None else str(o.error_kind),
-        "b_traceback": o.traceback,
-        "b_started_at": o.started_at or None,
-        "b_finished_at": (o.started_at + o.duration_s) if o.started_at else None,
-        "b_duration_s": o.duration_s,
-        "b_host": o.host or None,
-    }
-    if owner is not None:
-        params["b_owner"] = owner
-    return params
-
-
-def _experiment(row: Any) -> ExperimentRecord:
-    return ExperimentRecord(row.id, row.name, row.target, row.function_pickle, row.created_at)
 
 
 def _trial(experiment: str, r: Any) -> TrialRecord:
