@@ -51,7 +51,7 @@ def work(
             "e.g. ProcessesBackend(resources=...)"
         )
     backend_obj = make_backend(backend, workers, **({"resources": resources} if resources else {}))
-    store_obj = open_store(store, create=False)
+    store_obj = open_store(store, for_worker=True)
     records = None if experiments is None else [store_obj.experiment(n) for n in experiments]
     runner = Runner(
         store_obj,

@@ -40,10 +40,14 @@ def default_url() -> str:
     return os.environ.get("SWEEPLAB_STORE") or DEFAULT_URL
 
 
-def open_store(url: str | BaseStore | None = None, *, create: bool = True) -> BaseStore:
+def open_store(
+    url: str | BaseStore | None = None, *, create: bool = True, for_worker: bool = False
+) -> BaseStore:
     """Open the store at ``url`` (default: ``SWEEPLAB_STORE``, else ``sqlite:///sweeplab.db``).
 
     ``create=False`` raises StoreError instead of making a store that is not there.
+    ``for_worker=True`` (implies ``create=False``): the store a worker drains, which on
+    PostgreSQL claims and records without loading SQLAlchemy (``postgres_direct``).
     """
     from sweeplab.store.base import BaseStore
 
@@ -54,9 +58,15 @@ def open_store(url: str | BaseStore | None = None, *, create: bool = True) -> Ba
         from sweeplab.store.memory import MemoryStore
 
         return MemoryStore()
-    from sweeplab.store.sql.store import SQLStore
+    store: BaseStore
+    if for_worker:
+        from sweeplab.store.sql.postgres_direct import open_worker_store
 
-    store = SQLStore(url, create=create)
+        store = open_worker_store(url)
+    else:
+        from sweeplab.store.sql.store import SQLStore
+
+        store = SQLStore(url, create=create)
     _opened.add(store)
     return store
 

@@ -408,6 +408,7 @@ checkpoint_of_trial = select(checkpoints.c.data).where(
     checkpoints.c.trial_id == bindparam("p_trial_id")
 )
 
+
 @cache
 def register_worker(kind: str):
     """Register a worker, or refresh it: a registration retried after its reply was lost
