@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import sqlalchemy as sa
 
+import sweeplab as sl
 from sweeplab.store.base import BaseStore
 from tests.conftest import SERVERS, unavailable
 
@@ -40,10 +41,11 @@ def _empty_server_store(server_database: dict[str, str]) -> Iterator[Callable[[s
         engine.dispose()
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres", "psycopg3", "mysql"])
+@pytest.fixture(params=["memory", "sqlite", "postgres", "psycopg3", "worker-postgres", "mysql"])
 def store_url(request: pytest.FixtureRequest) -> str:
-    """Every kind of store, in turn, empty. PostgreSQL twice: through psycopg2, which a
-    plain ``postgresql://`` gets, and psycopg 3 (``postgresql+psycopg://``)."""
+    """Every kind of store, in turn, empty. PostgreSQL three times: through psycopg2, which
+    a plain ``postgresql://`` gets; psycopg 3 (``postgresql+psycopg://``); and the store a
+    worker opens (``store`` below), which runs its hot path without SQLAlchemy."""
     if request.param == "memory":
         return "memory://"
     if request.param == "sqlite":
@@ -51,7 +53,22 @@ def store_url(request: pytest.FixtureRequest) -> str:
     if request.param == "psycopg3":
         url = sa.make_url(request.getfixturevalue("_empty_server_store")("postgres"))
         return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return request.getfixturevalue("_empty_server_store")(request.param)
+    kind = "postgres" if request.param == "worker-postgres" else request.param
+    return request.getfixturevalue("_empty_server_store")(kind)
+
+
+@pytest.fixture
+def store(store_url: str, request: pytest.FixtureRequest) -> Iterator[BaseStore]:
+    if request.node.callspec.params.get("store_url") != "worker-postgres":
+        opened = sl.open_store(store_url)
+    else:
+        from sweeplab.store.sql.postgres_direct import DirectPostgresStore
+
+        sl.open_store(store_url).close()  # a worker opens a store that is there
+        opened = sl.open_store(store_url, for_worker=True)
+        assert isinstance(opened, DirectPostgresStore)
+    yield opened
+    opened.close()
 
 
 @pytest.fixture
