@@ -138,6 +138,7 @@ class DirectPostgresStore(BaseStore):
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._full: BaseStore | None = None
+        self._full_lock = threading.Lock()
         #: whether this store serves: the schema is this sweeplab's and claims skip locks
         self.usable = False
         open_with_retries(self._open)
@@ -237,7 +238,7 @@ class DirectPostgresStore(BaseStore):
 
     def _sql_store(self) -> BaseStore:
         """The full store, for what a worker rarely does."""
-        with self._lock:
+        with self._full_lock:  # not _lock: opening may wait out a restart
             if self._full is None:
                 from sweeplab.store.sql.store import SQLStore
 
