@@ -10,7 +10,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from benchmarks.suite import PERSISTS
+#: whether a tool keeps each trial's outcome once the process is gone
+PERSISTS = {
+    "sweeplab": "SQLite, every outcome",
+    "joblib": "no",
+    "hydra": "a folder per job",
+    "pyexperimenter": "SQLite, every outcome",
+    "optuna": "SQLite, every outcome",
+    "dask": "no",
+    "ray": "no",
+}
+
 
 Row = dict[str, Any]
 

@@ -33,17 +33,6 @@ OFFERS = {
     "W4": ("sweeplab",),
 }
 
-#: whether a tool keeps each trial's outcome once the process is gone
-PERSISTS = {
-    "sweeplab": "SQLite, every outcome",
-    "joblib": "no",
-    "hydra": "a folder per job",
-    "pyexperimenter": "SQLite, every outcome",
-    "optuna": "SQLite, every outcome",
-    "dask": "no",
-    "ray": "no",
-}
-
 
 # -- W0: overhead ----------------------------------------------------------------------
 def w0(ctx: Context) -> None:
