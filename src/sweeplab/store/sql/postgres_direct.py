@@ -279,14 +279,7 @@ class DirectPostgresStore(BaseStore):
         max_attempts: int,
         experiment_ids: Sequence[int] | None = None,
     ) -> list[ClaimedTrial]:
-        params = {
-            "p_limit": limit,
-            "p_max_attempts": max_attempts,
-            "p_owner": lease.owner,
-            "p_host": lease.host,
-            "p_pid": lease.pid,
-            "p_lease_s": lease_s,
-        }
+        params = records.claim_params(lease, limit, lease_s, max_attempts)
         name = "claim"
         if experiment_ids is not None:
             name, params["p_experiment_ids"] = "claim_of_experiments", experiment_ids

@@ -66,6 +66,18 @@ def by_size(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield chunk
 
 
+def claim_params(lease: Lease, limit: int, lease_s: float, max_attempts: int) -> dict[str, Any]:
+    """The binds of a claim, but for the experiments it is limited to."""
+    return {
+        "p_limit": limit,
+        "p_max_attempts": max_attempts,
+        "p_owner": lease.owner,
+        "p_host": lease.host,
+        "p_pid": lease.pid,
+        "p_lease_s": lease_s,
+    }
+
+
 def claimed(rows: Sequence[Sequence[Any]], attempts: Sequence[int]) -> list[ClaimedTrial]:
     """A claim's rows (``statements.CLAIMED_COLUMNS``) as trials to run."""
     params_of = loads_each([r[2] for r in rows])

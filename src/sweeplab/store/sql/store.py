@@ -278,14 +278,7 @@ class SQLStore(BaseStore):
         experiment_ids: Sequence[int] | None = None,
     ) -> list[ClaimedTrial]:
         by_experiment = experiment_ids is not None
-        params = {
-            "p_limit": limit,
-            "p_max_attempts": max_attempts,
-            "p_owner": lease.owner,
-            "p_host": lease.host,
-            "p_pid": lease.pid,
-            "p_lease_s": lease_s,
-        }
+        params = records.claim_params(lease, limit, lease_s, max_attempts)
         if by_experiment:
             params["p_experiment_ids"] = list(experiment_ids)
         with self._translated("claim trials from"), self._write() as conn:
