@@ -69,6 +69,10 @@ def test_a_url_means_what_it_means_to_sqlalchemy(url, monkeypatch):
         "postgresql://u@h1,h2/d",  # two hosts
         "postgresql://u@h/d?host=a&host=b",
         "postgresql://u@h:notaport/d",
+        "postgresql://u:pa#ss@h/d",  # raw characters that the two parsers split apart
+        "postgresql://u:pa?ss@h/d",
+        "postgresql://u:p@ss@h/d",
+        "postgresql://u:pa/ss@h/d",
     ],
 )
 def test_what_the_direct_store_cannot_speak_for_is_left_to_sqlalchemy(url):

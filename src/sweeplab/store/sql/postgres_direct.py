@@ -72,6 +72,12 @@ class _Target:
 
     @classmethod
     def parse(cls, url: str) -> _Target | None:
+        """None where this parser and SQLAlchemy's could read the URL differently: a raw
+        ``#``, or a ``/``, ``?`` or second ``@`` before the host (SQLAlchemy reads a
+        password up to the first ``@``, the standard library's parser from the last)."""
+        userinfo = url.partition("://")[2].rpartition("@")[0]
+        if "#" in url or any(c in userinfo for c in "/?@"):
+            return None
         try:
             split = urlsplit(url)
             port = split.port
@@ -84,7 +90,7 @@ class _Target:
         host = split.netloc.rpartition("@")[2]
         host = host[1:].partition("]")[0] if host.startswith("[") else host.partition(":")[0]
         parts = {
-            "host": unquote(host) or None,
+            "host": host or None,
             "port": port,
             "username": None if split.username is None else unquote(split.username),
             "password": None if split.password is None else unquote(split.password),
