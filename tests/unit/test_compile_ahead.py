@@ -8,15 +8,18 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from sweeplab.store.sql import compile_ahead, postgres_sql
+from sweeplab.store.sql import compile_ahead, postgres_sql, statements
 from sweeplab.store.sql.postgres_direct import _Target
 from sweeplab.store.sql.schema import SCHEMA_VERSION
+from sweeplab.trial import TrialStatus
 
 
 def test_the_compiled_sql_is_what_sqlalchemy_compiles_from_statements_py():
     # on failure: python -m sweeplab.store.sql.compile_ahead
     assert Path(postgres_sql.__file__).read_text() == compile_ahead.render()
     assert postgres_sql.SCHEMA_VERSION == SCHEMA_VERSION
+    # counts and statuses_present answer in this order, which the worker store reads
+    assert tuple(s.value for s in TrialStatus) == statements.STATUSES
 
 
 def test_a_statement_that_needs_sqlalchemy_at_run_time_is_refused():
