@@ -58,7 +58,7 @@ def compiled(stmt: Any) -> tuple[str, dict[str, Any], tuple[str, ...], tuple[str
     """One statement as ``postgres_direct`` runs it; refuses what it could not run as is."""
     c = stmt.compile(dialect=psycopg2.dialect())
     sql = str(c)
-    names = {bind: name for bind, name in c.bind_names.items()}
+    names = c.bind_names  # each bind parameter: its name in the SQL
     expanding = tuple(sorted(name for bind, name in names.items() if bind.expanding))
     for name in expanding:
         sql = sql.replace(f"(__[POSTCOMPILE_{name}])", f"%({name})s")

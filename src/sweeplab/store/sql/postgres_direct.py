@@ -96,7 +96,7 @@ class _Target:
             "password": None if split.password is None else unquote(split.password),
             "database": unquote(split.path[1:]) or None,
         }
-        parts.update(missing_credentials(**{k: parts[k] for k in _CREDENTIAL_PARTS}))
+        parts.update(missing_credentials(host or None, parts["username"], parts["password"], port))
         return cls(parts, query)
 
     def connect_args(self) -> dict[str, Any]:
@@ -126,13 +126,8 @@ class _Target:
         return text
 
 
-_CREDENTIAL_PARTS = ("host", "username", "password", "port")
-
-
 class DirectPostgresStore(BaseStore):
     """See the module doc. Thread-safe: each operation takes a connection of its own."""
-
-    kind = "postgresql"
 
     def __init__(self, target: _Target) -> None:
         self._target = target
@@ -309,11 +304,11 @@ class DirectPostgresStore(BaseStore):
         def work(cur: Any) -> int:
             written = 0
             for chunk in records.by_size(records.first_outcomes(outcomes)):
-                self._run(cur, "record_fenced_outcomes", {"b_outcomes": chunk, "b_owner": owner})
+                params = {"b_outcomes": chunk, "b_owner": lease.owner}
+                self._run(cur, "record_fenced_outcomes", params)
                 written += cur.rowcount
             return written
 
-        owner = lease.owner
         return self._do("record outcomes in", work)
 
     @retried
